@@ -1,0 +1,49 @@
+# The go directive is 1.27: let the go command fetch that toolchain through
+# the module proxy when the machine has an older one.
+export GOTOOLCHAIN := auto
+
+GO       ?= go
+DATA_DIR ?= ./data
+LISTEN   ?= 127.0.0.1:8008
+SERVER   ?= localhost
+BIN      := bin
+
+.PHONY: all build run test test-short vet lint fmt bench fuzz clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+## run: start the hub on embedded defaults (in-process NATS, SQLite under $(DATA_DIR))
+run: build
+	$(BIN)/eimis-hub serve --data-dir $(DATA_DIR) --listen $(LISTEN) --server-name $(SERVER)
+
+## test: every test, PostgreSQL included (a throwaway server is started when
+## EIMIS_TEST_POSTGRES_URL is unset)
+test: vet
+	$(GO) test -count=1 -timeout 30m ./...
+
+test-short:
+	$(GO) test -short -count=1 ./...
+
+vet:
+	$(GO) vet ./...
+
+lint: vet
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@latest ./...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+## bench: Go micro-benchmarks (the load generator is cmd/eimis-bench)
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+## fuzz: a short run of every fuzz target (seeds always run in make test)
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzDecodeBody -fuzztime 30s ./internal/clientapi/
+	$(GO) test -run '^$$' -fuzz FuzzBuildEvent -fuzztime 30s ./internal/rooms/
+
+clean:
+	rm -rf $(BIN)

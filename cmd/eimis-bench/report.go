@@ -1,0 +1,162 @@
+package main
+
+import (
+	"cmp"
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+	"text/tabwriter"
+)
+
+// Report is one load phase's result. Its JSON form is the record meant to
+// be kept next to the server version and configuration it measured.
+type Report struct {
+	Run         string  `json:"run"`
+	Homeserver  string  `json:"homeserver"`
+	Interrupted bool    `json:"interrupted,omitempty"`
+	Mode        string  `json:"mode"`
+	TargetRate  float64 `json:"target_rate,omitempty"`
+	// Closed loop: number of senders. Open loop: the in-flight cap.
+	Concurrency int `json:"concurrency"`
+	Users       int `json:"users"`
+	Rooms       int `json:"rooms"`
+	ActiveRooms int `json:"active_rooms"`
+	Members     int `json:"members_per_room"`
+
+	WarmupS float64 `json:"warmup_s"`
+	// From the end of warmup to the completion of the last measured send.
+	WindowS float64 `json:"window_s"`
+	DrainS  float64 `json:"drain_s"`
+
+	Sends          SendReport `json:"sends"`
+	AcceptedPerSec float64    `json:"accepted_per_sec"`
+	// Measured from each send's scheduled time (see sendStats.record).
+	SendLatency Summary `json:"send_latency"`
+	// Open loop only: how late sends left relative to the timetable. A
+	// large lag means the generator or its in-flight cap, not only the
+	// server, limited the run.
+	StartLag        *Summary     `json:"start_lag,omitempty"`
+	DeliveryLatency Summary      `json:"delivery_latency"`
+	EchoLatency     Summary      `json:"own_echo_latency"`
+	Deliveries      Deliveries   `json:"deliveries"`
+	Sync            SyncReport   `json:"sync"`
+	HTTP            HTTPSettings `json:"http"`
+	// False if any accepted message was lost or duplicated for any member,
+	// the sender's own copy included.
+	OK bool `json:"ok"`
+	// Ramp steps only: whether the step met the objective (see sustained).
+	Sustained *bool `json:"sustained,omitempty"`
+}
+
+type SendReport struct {
+	Attempted      int64            `json:"attempted"`
+	Accepted       int64            `json:"accepted"`
+	Failed         int64            `json:"failed"`
+	FailedByStatus map[string]int64 `json:"failed_by_status"`
+	// Warmup sends are not part of the figures above.
+	WarmupAttempted int64 `json:"warmup_attempted"`
+	WarmupAccepted  int64 `json:"warmup_accepted"`
+}
+
+// RampReport wraps the steps of a --ramp run.
+type RampReport struct {
+	P99ObjectiveMs   float64   `json:"p99_objective_ms"`
+	MaxSustainedRate float64   `json:"max_sustained_rate"`
+	Steps            []*Report `json:"steps"`
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func latencyLine(s Summary) string {
+	if s.Count == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("p50 %.2f\tp95 %.2f\tp99 %.2f\tmax %.2f\t(n=%d, mean %.2f)", s.P50, s.P95, s.P99, s.Max, s.Count, s.Mean)
+}
+
+func (r *Report) writeText(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "run %s against %s", r.Run, r.Homeserver)
+	if r.Interrupted {
+		fmt.Fprint(tw, " (interrupted)")
+	}
+	fmt.Fprintln(tw)
+	fmt.Fprintf(tw, "topology\t%d users, %d rooms x %d members (%d with traffic), %d sync loops\n",
+		r.Users, r.Rooms, r.Members, r.ActiveRooms, r.Sync.Loops)
+	if r.Mode == "open-loop" {
+		fmt.Fprintf(tw, "load\topen loop at %g msg/s, in-flight cap %d, warmup %.1fs\n", r.TargetRate, r.Concurrency, r.WarmupS)
+	} else {
+		fmt.Fprintf(tw, "load\tclosed loop, %d senders, warmup %.1fs\n", r.Concurrency, r.WarmupS)
+	}
+	fmt.Fprintf(tw, "sends\tattempted %d\taccepted %d\tfailed %d%s\n",
+		r.Sends.Attempted, r.Sends.Accepted, r.Sends.Failed, byStatus(r.Sends.FailedByStatus))
+	if r.Sends.WarmupAttempted > 0 {
+		fmt.Fprintf(tw, "\twarmup: attempted %d\taccepted %d\n", r.Sends.WarmupAttempted, r.Sends.WarmupAccepted)
+	}
+	fmt.Fprintf(tw, "throughput\t%.1f accepted msg/s over %.2fs\n", r.AcceptedPerSec, r.WindowS)
+	fmt.Fprintf(tw, "send latency ms\t%s\n", latencyLine(r.SendLatency))
+	if r.StartLag != nil {
+		fmt.Fprintf(tw, "start lag ms\t%s\n", latencyLine(*r.StartLag))
+	}
+	fmt.Fprintf(tw, "delivery latency ms\t%s\n", latencyLine(r.DeliveryLatency))
+	fmt.Fprintf(tw, "own echo latency ms\t%s\n", latencyLine(r.EchoLatency))
+	d := r.Deliveries
+	fmt.Fprintf(tw, "deliveries\texpected %d\tdelivered %d\tlost %d\tduplicated %d\n", d.Expected, d.Delivered, d.Lost, d.Duplicated)
+	fmt.Fprintf(tw, "own echo\texpected %d\tdelivered %d\tlost %d\tduplicated %d\n", d.EchoExpected, d.EchoDelivered, d.EchoLost, d.EchoDuplicated)
+	if d.DeliveredWithoutAck > 0 || d.Unknown > 0 || d.GapRecovered > 0 {
+		fmt.Fprintf(tw, "\tdelivered without ack %d\tunknown %d\trecovered from gaps %d\n", d.DeliveredWithoutAck, d.Unknown, d.GapRecovered)
+	}
+	fmt.Fprintf(tw, "sync\terrors %d\tlimited timelines %d\tunresolved gaps %d\tforeign events %d\n",
+		r.Sync.Errors, r.Sync.Limited, r.Sync.GapsUnresolved, r.Sync.Foreign)
+	fmt.Fprintf(tw, "drain\t%.2fs\n", r.DrainS)
+	h := r.HTTP
+	fmt.Fprintf(tw, "http\t%s, keep-alive %t, MaxIdleConns %d, MaxIdleConnsPerHost %d, MaxConnsPerHost %d (0 = unlimited), IdleConnTimeout %s, request timeout %s\n",
+		h.Protocol, h.KeepAlive, h.MaxIdleConns, h.MaxIdleConnsPerHost, h.MaxConnsPerHost, h.IdleConnTimeout, h.RequestTimeout)
+	verdict := "OK"
+	if !r.OK {
+		verdict = "FAIL: messages lost or duplicated"
+	}
+	if r.Sync.GapsUnresolved > 0 {
+		verdict += " (suspicious: unresolved sync gaps may hide events)"
+	}
+	fmt.Fprintf(tw, "result\t%s\n", verdict)
+	tw.Flush()
+}
+
+func byStatus(m map[string]int64) string {
+	if len(m) == 0 {
+		return ""
+	}
+	var parts []string
+	for _, k := range slices.SortedFunc(maps.Keys(m), cmp.Compare) {
+		parts = append(parts, fmt.Sprintf("%s: %d", k, m[k]))
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
+}
+
+func (rr *RampReport) writeText(w io.Writer) {
+	for i, s := range rr.Steps {
+		fmt.Fprintf(w, "=== ramp step %d: %g msg/s\n", i+1, s.TargetRate)
+		s.writeText(w)
+		fmt.Fprintln(w)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "target/s\taccepted/s\tfailed\tsend p99 ms\tdelivery p99 ms\tlost\tdup\tsustained\t\n")
+	for _, s := range rr.Steps {
+		fmt.Fprintf(tw, "%g\t%.1f\t%d\t%.2f\t%.2f\t%d\t%d\t%t\t\n", s.TargetRate, s.AcceptedPerSec, s.Sends.Failed,
+			s.SendLatency.P99, s.DeliveryLatency.P99, s.Deliveries.Lost, s.Deliveries.Duplicated, s.Sustained != nil && *s.Sustained)
+	}
+	tw.Flush()
+	if rr.MaxSustainedRate > 0 {
+		fmt.Fprintf(w, "max sustained rate: %g msg/s (p99 objective %.0f ms)\n", rr.MaxSustainedRate, rr.P99ObjectiveMs)
+	} else {
+		fmt.Fprintf(w, "max sustained rate: none of the steps met the p99 objective of %.0f ms\n", rr.P99ObjectiveMs)
+	}
+}

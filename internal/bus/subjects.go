@@ -1,0 +1,116 @@
+package bus
+
+// This file is the one place that names every JetStream stream and every
+// NATS subject the hub uses. Anything that publishes or subscribes must go
+// through these constants and helpers so that operators (and ACLs on an
+// external NATS cluster) have a single list to reason about.
+
+import (
+	"encoding/base32"
+	"fmt"
+	"hash/fnv"
+	"strings"
+)
+
+const (
+	// StreamEvents is the JetStream stream holding every accepted Matrix event.
+	StreamEvents = "EIMIS_EVENTS"
+
+	// eventsPrefix is the subject root of StreamEvents.
+	eventsPrefix = "eimis.events."
+
+	// EventsWildcard matches every event subject; it is the stream's only
+	// subject filter and the filter used by consumers that want everything.
+	EventsWildcard = eventsPrefix + ">"
+
+	// EventPartitions is the number of partitions event subjects are spread
+	// over. Partitioning lets later consumers (bridges, appservices) split
+	// the stream between workers with plain subject filters while keeping
+	// every room inside one partition, so per-room order survives the split.
+	// Changing it re-homes rooms, so it is effectively part of the wire format.
+	EventPartitions = 16
+
+	// ephemeralPrefix is the root for core-NATS (not persisted) traffic.
+	ephemeralPrefix = "eimis.ephemeral."
+
+	// EphemeralWildcard matches every ephemeral subject.
+	EphemeralWildcard = ephemeralPrefix + ">"
+
+	// SubjectTyping carries typing notifications between hub instances. It is
+	// core NATS on purpose: typing state is short-lived and re-sent by
+	// clients, so persisting it would only cost disk and replay noise.
+	SubjectTyping = ephemeralPrefix + "typing"
+)
+
+// roomTokenEncoding turns arbitrary room IDs into a single NATS subject
+// token. Room IDs contain '!', ':' and '.', and '.' would split the token;
+// base32hex only emits [0-9a-v], which is safe in any subject position and
+// keeps the mapping reversible for debugging.
+var roomTokenEncoding = base32.HexEncoding.WithPadding(base32.NoPadding)
+
+// RoomPartition returns the partition (0..EventPartitions-1) a room's events
+// are published under. FNV-1a is stable across processes and releases,
+// unlike Go's map hash, which matters because every instance and every
+// external consumer must agree on it.
+func RoomPartition(roomID string) int {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(roomID))
+	return int(h.Sum32() % EventPartitions)
+}
+
+// RoomToken returns the NATS-safe subject token for a room ID.
+func RoomToken(roomID string) string {
+	return strings.ToLower(roomTokenEncoding.EncodeToString([]byte(roomID)))
+}
+
+// EventSubject returns the subject an event of the given room is published
+// on: eimis.events.<partition>.<roomtoken>.
+func EventSubject(roomID string) string {
+	return fmt.Sprintf("%s%02d.%s", eventsPrefix, RoomPartition(roomID), RoomToken(roomID))
+}
+
+// PartitionWildcard returns the filter matching every room of a partition,
+// for consumers that shard the stream across workers.
+func PartitionWildcard(partition int) string {
+	return fmt.Sprintf("%s%02d.*", eventsPrefix, partition)
+}
+
+// RoomIDFromSubject recovers the room ID from an event subject. It exists
+// for tooling and for consumers that only have the subject at hand.
+func RoomIDFromSubject(subject string) (string, error) {
+	rest, ok := strings.CutPrefix(subject, eventsPrefix)
+	if !ok {
+		return "", fmt.Errorf("bus: %q is not an event subject", subject)
+	}
+	_, token, ok := strings.Cut(rest, ".")
+	if !ok || token == "" {
+		return "", fmt.Errorf("bus: %q has no room token", subject)
+	}
+	raw, err := roomTokenEncoding.DecodeString(strings.ToUpper(token))
+	if err != nil {
+		return "", fmt.Errorf("bus: decode room token of %q: %w", subject, err)
+	}
+	return string(raw), nil
+}
+
+// EphemeralSubject returns the core-NATS subject for an ephemeral traffic
+// kind (e.g. "typing", "receipts"). New kinds should get a constant above
+// once they are used in more than one place.
+func EphemeralSubject(kind string) string {
+	return ephemeralPrefix + kind
+}
+
+// isEphemeralSubject reports whether subject is under the ephemeral root.
+// Publishing elsewhere over core NATS could land in the JetStream stream
+// without de-duplication, so the bus refuses it.
+func isEphemeralSubject(subject string) bool {
+	rest, ok := strings.CutPrefix(subject, ephemeralPrefix)
+	return ok && rest != "" && !strings.ContainsAny(subject, " \t\r\n") &&
+		!strings.Contains(subject, "..") && !strings.HasSuffix(subject, ".")
+}
+
+// SubjectWake carries "something changed for this user or room" between
+// instances for data that is not an event (account data, receipts), so a
+// /sync long-poll on any instance wakes. Core NATS: the data itself is in
+// the database; a lost wake only delays delivery to the poll's timeout.
+var SubjectWake = EphemeralSubject("wake")

@@ -1,0 +1,565 @@
+package clientapi
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/eimis-hub/eimis/internal/identity"
+	"github.com/eimis-hub/eimis/internal/rooms"
+	"github.com/eimis-hub/eimis/internal/store"
+)
+
+// SpecVersions are the Client-Server API versions advertised. The hub
+// serves the endpoints these versions need for everyday chat; mautrix
+// bridgev2 asks for at least v1.4.
+var SpecVersions = []string{"r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6"}
+
+func (a *API) versions(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"versions": SpecVersions, "unstable_features": map[string]bool{}})
+}
+
+func (a *API) wellKnown(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"m.homeserver": map[string]string{"base_url": a.cfg.PublicBaseURL}})
+}
+
+func (a *API) loginFlows(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"flows": []map[string]string{{"type": "m.login.password"}}})
+}
+
+type loginRequest struct {
+	Type       string `json:"type"`
+	Identifier struct {
+		Type string `json:"type"`
+		User string `json:"user"`
+	} `json:"identifier"`
+	User                     string `json:"user"`
+	Password                 string `json:"password"`
+	DeviceID                 string `json:"device_id"`
+	InitialDeviceDisplayName string `json:"initial_device_display_name"`
+}
+
+func (a *API) login(w http.ResponseWriter, r *http.Request) {
+	var req loginRequest
+	if e := decodeJSON(r, &req); e != nil {
+		writeErr(w, *e)
+		return
+	}
+	if req.Type != "m.login.password" {
+		writeErr(w, mautrix.MUnknown.WithStatus(http.StatusBadRequest).WithMessage("Unsupported login type %q", req.Type))
+		return
+	}
+	user := req.Identifier.User
+	if user == "" {
+		user = req.User
+	}
+	if req.Identifier.Type != "" && req.Identifier.Type != "m.id.user" {
+		writeErr(w, mautrix.MUnknown.WithStatus(http.StatusBadRequest).WithMessage("Unsupported identifier type %q", req.Identifier.Type))
+		return
+	}
+	localpart := user
+	if strings.HasPrefix(user, "@") {
+		lp, err := a.ids.LocalpartOf(id.UserID(user))
+		if err != nil {
+			writeErr(w, mautrix.MForbidden.WithMessage("Invalid username or password"))
+			return
+		}
+		localpart = lp
+	}
+	if _, err := a.ids.CheckPassword(r.Context(), localpart, req.Password); errors.Is(err, identity.ErrBadCredentials) {
+		writeErr(w, mautrix.MForbidden.WithMessage("Invalid username or password"))
+		return
+	} else if err != nil {
+		a.internal(w, r, err)
+		return
+	}
+	a.startSession(w, r, strings.ToLower(localpart), id.DeviceID(req.DeviceID), req.InitialDeviceDisplayName)
+}
+
+func (a *API) startSession(w http.ResponseWriter, r *http.Request, localpart string, deviceID id.DeviceID, displayName string) {
+	token, dev, err := a.ids.NewSession(r.Context(), localpart, deviceID, displayName)
+	if err != nil {
+		a.internal(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"user_id":      a.ids.UserID(localpart),
+		"access_token": token,
+		"device_id":    dev,
+		"home_server":  a.cfg.ServerName,
+		"well_known":   map[string]any{"m.homeserver": map[string]string{"base_url": a.cfg.PublicBaseURL}},
+	})
+}
+
+func (a *API) logout(w http.ResponseWriter, r *http.Request, s identity.Session) {
+	if err := a.ids.Logout(r.Context(), accessToken(r), s); err != nil {
+		a.internal(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{})
+}
+
+func (a *API) logoutAll(w http.ResponseWriter, r *http.Request, s identity.Session) {
+	if err := a.ids.LogoutAll(r.Context(), s); err != nil {
+		a.internal(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{})
+}
+
+type registerRequest struct {
+	Username string `json:"username"`
+	Password string `json:"password"`
+	DeviceID string `json:"device_id"`
+	Auth     *struct {
+		Type    string `json:"type"`
+		Session string `json:"session"`
+	} `json:"auth"`
+	InitialDeviceDisplayName string `json:"initial_device_display_name"`
+	InhibitLogin             bool   `json:"inhibit_login"`
+}
+
+// register is open self-registration, off by default: accounts on a health
+// hub are provisioned, not self-declared.
+func (a *API) register(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Query().Get("kind") == "guest" {
+		writeErr(w, MGuestAccessForbidden.WithMessage("Guest access is disabled"))
+		return
+	}
+	if !a.cfg.EnableRegistration {
+		writeErr(w, mautrix.MForbidden.WithMessage("Registration is disabled on this server"))
+		return
+	}
+	var req registerRequest
+	if e := decodeJSON(r, &req); e != nil {
+		writeErr(w, *e)
+		return
+	}
+	if req.Auth == nil || req.Auth.Type != "m.login.dummy" {
+		writeJSON(w, http.StatusUnauthorized, map[string]any{
+			"flows":   []map[string]any{{"stages": []string{"m.login.dummy"}}},
+			"params":  map[string]any{},
+			"session": identity.RandomString(24),
+		})
+		return
+	}
+	if req.Username == "" {
+		req.Username = strings.ToLower(identity.RandomString(12))
+	}
+	a.createAndLogin(w, r, req.Username, req.Password, false, id.DeviceID(req.DeviceID), req.InitialDeviceDisplayName, req.InhibitLogin)
+}
+
+func (a *API) createAndLogin(w http.ResponseWriter, r *http.Request, username, password string, admin bool, dev id.DeviceID, devName string, inhibit bool) {
+	userID, err := a.ids.CreateAccount(r.Context(), username, password, admin)
+	switch {
+	case errors.Is(err, identity.ErrUserExists):
+		writeErr(w, mautrix.MUserInUse.WithMessage("User ID already taken"))
+		return
+	case errors.Is(err, identity.ErrInvalidLocalpart):
+		writeErr(w, mautrix.MInvalidUsername.WithMessage("%s", err.Error()))
+		return
+	case err != nil:
+		a.internal(w, r, err)
+		return
+	}
+	if inhibit {
+		writeJSON(w, http.StatusOK, map[string]any{"user_id": userID, "home_server": a.cfg.ServerName})
+		return
+	}
+	a.startSession(w, r, strings.ToLower(username), dev, devName)
+}
+
+func (a *API) registerAvailable(w http.ResponseWriter, r *http.Request) {
+	lp := strings.ToLower(r.URL.Query().Get("username"))
+	if err := identity.ValidateLocalpart(lp); err != nil {
+		writeErr(w, mautrix.MInvalidUsername.WithMessage("%s", err.Error()))
+		return
+	}
+	if _, err := a.st.GetAccount(r.Context(), lp); err == nil {
+		writeErr(w, mautrix.MUserInUse.WithMessage("User ID already taken"))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]bool{"available": true})
+}
+
+func (a *API) sharedSecretNonce(w http.ResponseWriter, r *http.Request) {
+	if a.shared == nil {
+		writeErr(w, mautrix.MForbidden.WithMessage("Shared secret registration is not enabled"))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"nonce": a.shared.Nonce()})
+}
+
+func (a *API) sharedSecretRegister(w http.ResponseWriter, r *http.Request) {
+	if a.shared == nil {
+		writeErr(w, mautrix.MForbidden.WithMessage("Shared secret registration is not enabled"))
+		return
+	}
+	var req struct {
+		Nonce       string `json:"nonce"`
+		Username    string `json:"username"`
+		Password    string `json:"password"`
+		Admin       bool   `json:"admin"`
+		DisplayName string `json:"displayname"`
+		MAC         string `json:"mac"`
+	}
+	if e := decodeJSON(r, &req); e != nil {
+		writeErr(w, *e)
+		return
+	}
+	if req.Nonce == "" || req.Username == "" || req.MAC == "" {
+		writeErr(w, MMissingParam.WithMessage("nonce, username and mac are required"))
+		return
+	}
+	if err := a.shared.Verify(req.Nonce, req.Username, req.Password, req.Admin, req.MAC); err != nil {
+		writeErr(w, mautrix.MForbidden.WithMessage("%s", err.Error()))
+		return
+	}
+	a.createAndLogin(w, r, req.Username, req.Password, req.Admin, "", "", false)
+}
+
+func (a *API) whoami(w http.ResponseWriter, r *http.Request, s identity.Session) {
+	writeJSON(w, http.StatusOK, map[string]any{"user_id": s.UserID, "device_id": s.DeviceID, "is_guest": false})
+}
+
+func (a *API) threepids(w http.ResponseWriter, r *http.Request, s identity.Session) {
+	writeJSON(w, http.StatusOK, map[string]any{"threepids": []any{}})
+}
+
+func (a *API) capabilities(w http.ResponseWriter, r *http.Request, s identity.Session) {
+	available := map[string]string{}
+	for _, v := range rooms.SupportedVersions {
+		available[string(v)] = "stable"
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"capabilities": map[string]any{
+		"m.change_password": map[string]bool{"enabled": false},
+		"m.room_versions":   map[string]any{"default": a.rooms.DefaultVersion(), "available": available},
+		"m.set_displayname": map[string]bool{"enabled": true},
+		"m.set_avatar_url":  map[string]bool{"enabled": true},
+		"m.3pid_changes":    map[string]bool{"enabled": false},
+	}})
+}
+
+func deviceJSON(d store.Device) map[string]any {
+	return map[string]any{"device_id": d.DeviceID, "display_name": d.DisplayName, "last_seen_ts": d.LastSeen.UnixMilli()}
+}
+
+func (a *API) listDevices(w http.ResponseWriter, r *http.Request, s identity.Session) {
+	devs, err := a.st.ListDevices(r.Context(), s.UserID.Localpart())
+	if err != nil {
+		a.internal(w, r, err)
+		return
+	}
+	out := make([]map[string]any, 0, len(devs))
+	for _, d := range devs {
+		out = append(out, deviceJSON(d))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"devices": out})
+}
+
+func (a *API) getDevice(w http.ResponseWriter, r *http.Request, s identity.Session) {
+	devs, err := a.st.ListDevices(r.Context(), s.UserID.Localpart())
+	if err != nil {
+		a.internal(w, r, err)
+		return
+	}
+	for _, d := range devs {
+		if d.DeviceID == r.PathValue("deviceId") {
+			writeJSON(w, http.StatusOK, deviceJSON(d))
+			return
+		}
+	}
+	writeErr(w, mautrix.MNotFound.WithMessage("Unknown device"))
+}
+
+func (a *API) putDevice(w http.ResponseWriter, r *http.Request, s identity.Session) {
+	var req struct {
+		DisplayName string `json:"display_name"`
+	}
+	if e := decodeJSON(r, &req); e != nil {
+		writeErr(w, *e)
+		return
+	}
+	devs, err := a.st.ListDevices(r.Context(), s.UserID.Localpart())
+	if err != nil {
+		a.internal(w, r, err)
+		return
+	}
+	for _, d := range devs {
+		if d.DeviceID == r.PathValue("deviceId") {
+			d.DisplayName = req.DisplayName
+			if err := a.st.CreateDevice(r.Context(), d); err != nil {
+				a.internal(w, r, err)
+				return
+			}
+			writeJSON(w, http.StatusOK, map[string]any{})
+			return
+		}
+	}
+	writeErr(w, mautrix.MNotFound.WithMessage("Unknown device"))
+}
+
+func (a *API) profileOf(r *http.Request, userID string) (*store.Account, *mautrix.RespError) {
+	lp, err := a.ids.LocalpartOf(id.UserID(userID))
+	if err != nil {
+		e := mautrix.MNotFound.WithMessage("Profile not found")
+		return nil, &e
+	}
+	acc, err := a.st.GetAccount(r.Context(), lp)
+	if err != nil {
+		e := mautrix.MNotFound.WithMessage("Profile not found")
+		return nil, &e
+	}
+	return acc, nil
+}
+
+func profileJSON(acc *store.Account) map[string]any {
+	p := map[string]any{"displayname": acc.DisplayName}
+	if acc.AvatarURL != "" {
+		p["avatar_url"] = acc.AvatarURL
+	}
+	return p
+}
+
+func (a *API) getProfile(w http.ResponseWriter, r *http.Request) {
+	acc, e := a.profileOf(r, r.PathValue("userId"))
+	if e != nil {
+		writeErr(w, *e)
+		return
+	}
+	writeJSON(w, http.StatusOK, profileJSON(acc))
+}
+
+func (a *API) getProfileField(w http.ResponseWriter, r *http.Request) {
+	acc, e := a.profileOf(r, r.PathValue("userId"))
+	if e != nil {
+		writeErr(w, *e)
+		return
+	}
+	field := r.PathValue("field")
+	v, ok := profileJSON(acc)[field]
+	if !ok {
+		writeErr(w, mautrix.MNotFound.WithMessage("Profile field not set"))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{field: v})
+}
+
+func (a *API) putProfileField(w http.ResponseWriter, r *http.Request, s identity.Session) {
+	if r.PathValue("userId") != string(s.UserID) {
+		writeErr(w, mautrix.MForbidden.WithMessage("You cannot change another user's profile"))
+		return
+	}
+	field := r.PathValue("field")
+	var body map[string]any
+	if e := decodeJSON(r, &body); e != nil {
+		writeErr(w, *e)
+		return
+	}
+	val, _ := body[field].(string)
+	lp := s.UserID.Localpart()
+	var err error
+	switch field {
+	case "displayname":
+		err = a.st.SetDisplayName(r.Context(), lp, val)
+	case "avatar_url":
+		err = a.st.SetAvatarURL(r.Context(), lp, val)
+	default:
+		writeErr(w, mautrix.MForbidden.WithMessage("Profile field %q cannot be set", field))
+		return
+	}
+	if err != nil {
+		a.internal(w, r, err)
+		return
+	}
+	// Rooms show the name carried by the member event, so announce it in
+	// every joined room, as other homeservers do.
+	mems, err := a.st.UserMemberships(r.Context(), string(s.UserID))
+	if err != nil {
+		a.internal(w, r, err)
+		return
+	}
+	acc, err := a.st.GetAccount(r.Context(), lp)
+	if err != nil {
+		a.internal(w, r, err)
+		return
+	}
+	for _, m := range mems {
+		if m.Membership != "join" {
+			continue
+		}
+		content, _ := json.Marshal(memberContent("join", acc, ""))
+		sk := string(s.UserID)
+		if _, err := a.rooms.Send(r.Context(), rooms.Submit{
+			RoomID: id.RoomID(m.RoomID), Sender: s.UserID, Type: "m.room.member", StateKey: &sk, Content: content,
+		}); err != nil {
+			a.log.Warn("profile change not announced in room", "room", m.RoomID, "err", err)
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{})
+}
+
+func memberContent(membership string, acc *store.Account, reason string) map[string]any {
+	c := map[string]any{"membership": membership}
+	if acc != nil {
+		if acc.DisplayName != "" {
+			c["displayname"] = acc.DisplayName
+		}
+		if acc.AvatarURL != "" {
+			c["avatar_url"] = acc.AvatarURL
+		}
+	}
+	if reason != "" {
+		c["reason"] = reason
+	}
+	return c
+}
+
+func (a *API) acceptEmpty(w http.ResponseWriter, r *http.Request, s identity.Session) {
+	writeJSON(w, http.StatusOK, map[string]any{})
+}
+
+func (a *API) noBackup(w http.ResponseWriter, r *http.Request, s identity.Session) {
+	writeErr(w, mautrix.MNotFound.WithMessage("No current backup version"))
+}
+
+func (a *API) postFilter(w http.ResponseWriter, r *http.Request, s identity.Session) {
+	if r.PathValue("userId") != string(s.UserID) {
+		writeErr(w, mautrix.MForbidden.WithMessage("Cannot create filters for other users"))
+		return
+	}
+	var f map[string]any
+	if e := decodeJSON(r, &f); e != nil {
+		writeErr(w, *e)
+		return
+	}
+	raw, _ := json.Marshal(f)
+	fid, err := a.st.PutFilter(r.Context(), string(s.UserID), raw)
+	if err != nil {
+		a.internal(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"filter_id": fid})
+}
+
+func (a *API) getFilter(w http.ResponseWriter, r *http.Request, s identity.Session) {
+	if r.PathValue("userId") != string(s.UserID) {
+		writeErr(w, mautrix.MForbidden.WithMessage("Cannot read filters of other users"))
+		return
+	}
+	f, err := a.st.GetFilter(r.Context(), string(s.UserID), r.PathValue("filterId"))
+	if errors.Is(err, store.ErrNotFound) {
+		writeErr(w, mautrix.MNotFound.WithMessage("No such filter"))
+		return
+	} else if err != nil {
+		a.internal(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(f)
+}
+
+func (a *API) getAccountData(w http.ResponseWriter, r *http.Request, s identity.Session) {
+	if r.PathValue("userId") != string(s.UserID) {
+		writeErr(w, mautrix.MForbidden.WithMessage("Cannot read account data of other users"))
+		return
+	}
+	ad, err := a.st.GetAccountData(r.Context(), string(s.UserID), r.PathValue("roomId"), r.PathValue("type"))
+	if errors.Is(err, store.ErrNotFound) {
+		writeErr(w, mautrix.MNotFound.WithMessage("Account data not found"))
+		return
+	} else if err != nil {
+		a.internal(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(ad.Content)
+}
+
+func (a *API) putAccountData(w http.ResponseWriter, r *http.Request, s identity.Session) {
+	if r.PathValue("userId") != string(s.UserID) {
+		writeErr(w, mautrix.MForbidden.WithMessage("Cannot set account data of other users"))
+		return
+	}
+	var content map[string]any
+	if e := decodeJSON(r, &content); e != nil {
+		writeErr(w, *e)
+		return
+	}
+	raw, _ := json.Marshal(content)
+	a.setAccountData(w, r, s, r.PathValue("roomId"), r.PathValue("type"), raw)
+}
+
+func (a *API) setAccountData(w http.ResponseWriter, r *http.Request, s identity.Session, roomID, typ string, raw json.RawMessage) {
+	if _, err := a.st.PutAccountData(r.Context(), store.AccountData{UserID: string(s.UserID), RoomID: roomID, Type: typ, Content: raw}); err != nil {
+		a.internal(w, r, err)
+		return
+	}
+	a.sync.Wake("", string(s.UserID))
+	writeJSON(w, http.StatusOK, map[string]any{})
+}
+
+func (a *API) tags(r *http.Request, s identity.Session) (map[string]any, error) {
+	ad, err := a.st.GetAccountData(r.Context(), string(s.UserID), r.PathValue("roomId"), "m.tag")
+	tags := map[string]any{}
+	if errors.Is(err, store.ErrNotFound) {
+		return tags, nil
+	} else if err != nil {
+		return nil, err
+	}
+	var c struct {
+		Tags map[string]any `json:"tags"`
+	}
+	if json.Unmarshal(ad.Content, &c) == nil && c.Tags != nil {
+		tags = c.Tags
+	}
+	return tags, nil
+}
+
+func (a *API) getTags(w http.ResponseWriter, r *http.Request, s identity.Session) {
+	tags, err := a.tags(r, s)
+	if err != nil {
+		a.internal(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"tags": tags})
+}
+
+func (a *API) putTag(w http.ResponseWriter, r *http.Request, s identity.Session) {
+	var body map[string]any
+	if e := decodeJSON(r, &body); e != nil {
+		writeErr(w, *e)
+		return
+	}
+	a.changeTag(w, r, s, body)
+}
+
+func (a *API) deleteTag(w http.ResponseWriter, r *http.Request, s identity.Session) {
+	a.changeTag(w, r, s, nil)
+}
+
+func (a *API) changeTag(w http.ResponseWriter, r *http.Request, s identity.Session, val map[string]any) {
+	if r.PathValue("userId") != string(s.UserID) {
+		writeErr(w, mautrix.MForbidden.WithMessage("Cannot tag rooms of other users"))
+		return
+	}
+	tags, err := a.tags(r, s)
+	if err != nil {
+		a.internal(w, r, err)
+		return
+	}
+	if val == nil {
+		delete(tags, r.PathValue("tag"))
+	} else {
+		tags[r.PathValue("tag")] = val
+	}
+	raw, _ := json.Marshal(map[string]any{"tags": tags})
+	a.setAccountData(w, r, s, r.PathValue("roomId"), "m.tag", raw)
+}
+
+var _ = time.Second

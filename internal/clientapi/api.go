@@ -1,0 +1,221 @@
+// Package clientapi serves the Matrix Client-Server API: it decodes
+// requests, authenticates them, and hands the work to identity, rooms and
+// syncapi. Errors leave as Matrix error values (M_FORBIDDEN …).
+package clientapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"maunium.net/go/mautrix"
+
+	"github.com/eimis-hub/eimis/internal/identity"
+	"github.com/eimis-hub/eimis/internal/rooms"
+	"github.com/eimis-hub/eimis/internal/store"
+	"github.com/eimis-hub/eimis/internal/syncapi"
+)
+
+// Matrix error values the mautrix package does not predefine.
+var (
+	MMissingParam           = mautrix.RespError{ErrCode: "M_MISSING_PARAM", StatusCode: http.StatusBadRequest}
+	MGuestAccessForbidden   = mautrix.RespError{ErrCode: "M_GUEST_ACCESS_FORBIDDEN", StatusCode: http.StatusForbidden}
+	MUnsupportedRoomVersion = mautrix.MUnsupportedRoomVersion.WithStatus(http.StatusBadRequest)
+)
+
+// maxBodyBytes bounds request bodies: an event is at most 64 KiB once
+// signed, so nothing a client sends legitimately is much larger.
+const maxBodyBytes = 1 << 20
+
+// Config of the client API.
+type Config struct {
+	ServerName         string
+	PublicBaseURL      string
+	EnableRegistration bool
+}
+
+// Readiness reports whether dependencies are reachable.
+type Readiness interface {
+	Ping(ctx context.Context) error
+}
+
+// API is the Client-Server API.
+type API struct {
+	cfg    Config
+	st     store.Store
+	ids    *identity.Service
+	shared *identity.SharedSecretRegistrar
+	rooms  *rooms.Server
+	sync   *syncapi.API
+	log    *slog.Logger
+	ready  map[string]Readiness
+}
+
+// New builds the API. shared may be nil (shared-secret registration off).
+func New(cfg Config, st store.Store, ids *identity.Service, shared *identity.SharedSecretRegistrar,
+	rs *rooms.Server, sy *syncapi.API, log *slog.Logger, ready map[string]Readiness) *API {
+	return &API{cfg: cfg, st: st, ids: ids, shared: shared, rooms: rs, sync: sy, log: log, ready: ready}
+}
+
+// Handler returns the HTTP handler with every route.
+func (a *API) Handler() *http.ServeMux {
+	mux := http.NewServeMux()
+	a.routes(mux)
+	return mux
+}
+
+// authed wraps handlers that need an access token.
+type authedHandler func(w http.ResponseWriter, r *http.Request, s identity.Session)
+
+func (a *API) auth(h authedHandler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		tok := accessToken(r)
+		if tok == "" {
+			writeErr(w, mautrix.MMissingToken.WithMessage("Missing access token"))
+			return
+		}
+		s, err := a.ids.Authenticate(r.Context(), tok)
+		if errors.Is(err, identity.ErrUnknownToken) {
+			writeErr(w, mautrix.MUnknownToken.WithMessage("Unknown access token").WithExtraField("soft_logout", false))
+			return
+		} else if err != nil {
+			a.internal(w, r, err)
+			return
+		}
+		h(w, r, s)
+	}
+}
+
+func accessToken(r *http.Request) string {
+	if h := r.Header.Get("Authorization"); h != "" {
+		if t, ok := strings.CutPrefix(h, "Bearer "); ok {
+			return strings.TrimSpace(t)
+		}
+		return ""
+	}
+	return r.URL.Query().Get("access_token")
+}
+
+// writeJSON writes a 200 (or status) JSON body.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeErr(w http.ResponseWriter, e mautrix.RespError) {
+	if e.StatusCode == 0 {
+		e.StatusCode = http.StatusBadRequest
+	}
+	e.Write(w)
+}
+
+func (a *API) internal(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, context.Canceled) {
+		return
+	}
+	a.log.Error("internal error", "err", err, "method", r.Method, "route", r.Pattern)
+	writeErr(w, mautrix.MUnknown.WithMessage("Internal server error"))
+}
+
+// decodeJSON reads a JSON object body into v. Syntax errors are
+// M_NOT_JSON, type mismatches M_BAD_JSON, as the spec distinguishes.
+func decodeJSON(r *http.Request, v any) *mautrix.RespError {
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes+1))
+	if err != nil {
+		e := mautrix.MNotJSON.WithMessage("Could not read request body")
+		return &e
+	}
+	return decodeBody(body, v)
+}
+
+func decodeBody(body []byte, v any) *mautrix.RespError {
+	if len(body) > maxBodyBytes {
+		e := mautrix.MTooLarge.WithMessage("Request body too large")
+		return &e
+	}
+	if len(strings.TrimSpace(string(body))) == 0 {
+		body = []byte("{}")
+	}
+	if !json.Valid(body) {
+		e := mautrix.MNotJSON.WithMessage("Content not JSON")
+		return &e
+	}
+	trimmed := strings.TrimSpace(string(body))
+	if !strings.HasPrefix(trimmed, "{") {
+		e := mautrix.MBadJSON.WithMessage("Body must be a JSON object")
+		return &e
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		e := mautrix.MBadJSON.WithMessage("Malformed JSON: %s", err.Error())
+		return &e
+	}
+	return nil
+}
+
+// roomsErr maps room server errors to Matrix errors.
+func (a *API) roomsErr(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, rooms.ErrForbidden):
+		writeErr(w, mautrix.MForbidden.WithMessage("%s", strings.TrimPrefix(err.Error(), "forbidden: ")))
+	case errors.Is(err, rooms.ErrTooLarge):
+		writeErr(w, mautrix.MTooLarge.WithMessage("%s", err.Error()))
+	case errors.Is(err, rooms.ErrUnknownRoom):
+		writeErr(w, mautrix.MNotFound.WithMessage("Unknown room"))
+	case errors.Is(err, rooms.ErrBadEvent):
+		writeErr(w, mautrix.MBadJSON.WithMessage("%s", err.Error()))
+	case errors.Is(err, rooms.ErrUnsupportedRoomVersion):
+		writeErr(w, MUnsupportedRoomVersion.WithMessage("%s", err.Error()))
+	case errors.Is(err, syncapi.ErrNotVisible):
+		writeErr(w, mautrix.MForbidden.WithMessage("You are not allowed to see this room"))
+	case errors.Is(err, syncapi.ErrBadToken):
+		writeErr(w, mautrix.MInvalidParam.WithMessage("Invalid pagination token"))
+	default:
+		a.internal(w, r, err)
+	}
+}
+
+// WithCORS lets browser clients (Element Web) call the API from another
+// origin, as the spec requires of homeservers.
+func WithCORS(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Access-Control-Allow-Origin", "*")
+		h.Set("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS")
+		h.Set("Access-Control-Allow-Headers", "X-Requested-With, Content-Type, Authorization")
+		if r.Method == http.MethodOptions {
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (a *API) unrecognized(w http.ResponseWriter, r *http.Request) {
+	writeErr(w, mautrix.MUnrecognized.WithMessage("Unrecognized request"))
+}
+
+func (a *API) health(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (a *API) readiness(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+	defer cancel()
+	status := map[string]string{}
+	code := http.StatusOK
+	for name, dep := range a.ready {
+		if err := dep.Ping(ctx); err != nil {
+			status[name] = "unavailable: " + err.Error()
+			code = http.StatusServiceUnavailable
+		} else {
+			status[name] = "ok"
+		}
+	}
+	writeJSON(w, code, status)
+}

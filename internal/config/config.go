@@ -1,0 +1,227 @@
+// Package config holds the hub's settings and the layering that produces
+// them: built-in defaults < YAML file < EIMIS_* environment < command-line
+// flags. The defaults are chosen so that `eimis-hub serve` works with no
+// file at all (SQLite and an embedded NATS under ./data), which keeps a
+// first run and the test suites free of setup.
+//
+// Loading never stops at the first bad setting: every problem found in the
+// file, the environment and the final values is reported together as a
+// Problems error, so an operator fixes a config in one round trip.
+package config
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// MaxEventBytes is the largest PDU the Matrix specification allows (65536
+// bytes of canonical JSON). It is a protocol constant, not a tunable: a
+// hub accepting larger events would create rooms other servers reject.
+const MaxEventBytes = 65536
+
+// EnvConfigFile names the environment variable that points at the YAML
+// file when --config is not given.
+const EnvConfigFile = "EIMIS_CONFIG"
+
+// Database kinds returned by DatabaseKind.
+const (
+	KindSQLite   = "sqlite"
+	KindPostgres = "postgres"
+)
+
+// Room versions the hub can create. Older versions lack the
+// authorization-rule fixes the hub relies on, so they are refused here
+// rather than producing rooms the hub cannot handle correctly.
+var supportedRoomVersions = []string{"10", "11", "12"}
+
+// Config is the complete set of hub settings. The yaml tags document the
+// file keys; see settings for the matching environment variables and flags.
+type Config struct {
+	// ServerName is the domain part of every local user ID, room alias and
+	// event ID. Changing it after the first start orphans all local data.
+	ServerName string `yaml:"server_name"`
+	// Listen is the host:port the client and federation HTTP API binds to.
+	Listen string `yaml:"listen"`
+	// PublicBaseURL is how clients reach the hub, advertised in
+	// /.well-known/matrix/client. Finish derives it from Listen when empty.
+	PublicBaseURL string `yaml:"public_base_url"`
+	// DataDir holds everything the hub writes by default: the SQLite
+	// database, the embedded NATS store and the signing key.
+	DataDir string `yaml:"data_dir"`
+	// Database selects the store: "" for SQLite at <data_dir>/eimis.db,
+	// postgres:// or postgresql:// for PostgreSQL, sqlite:///path or
+	// file:path for SQLite elsewhere. See DatabaseKind.
+	Database string `yaml:"database"`
+	// NATS is the URL (or comma-separated URLs) of an external NATS
+	// cluster; "" runs an embedded server storing under <data_dir>/nats.
+	NATS string `yaml:"nats"`
+	// SigningKeyPath is the Synapse-format ed25519 key file. Finish sets
+	// it to <data_dir>/signing.key when empty.
+	SigningKeyPath string `yaml:"signing_key_path"`
+	// RegistrationSharedSecret enables the Synapse-compatible admin
+	// registration endpoint; "" disables it.
+	RegistrationSharedSecret string `yaml:"registration_shared_secret"`
+	// EnableRegistration allows anyone to create an account via
+	// /register. Off by default because an open hub attracts spam.
+	EnableRegistration bool `yaml:"enable_registration"`
+	// RoomVersion is used for rooms created without an explicit version.
+	RoomVersion string `yaml:"default_room_version"`
+	// MaxEventBytes mirrors the MaxEventBytes constant so handlers that
+	// only receive a Config need no second import; Finish pins it.
+	MaxEventBytes int `yaml:"-"`
+	// LogLevel is one of debug, info, warn, error.
+	LogLevel string `yaml:"log_level"`
+	// LogFormat is text or json.
+	LogFormat string `yaml:"log_format"`
+	// SyncMaxTimeout caps the timeout a client may ask /sync to wait, so
+	// a client cannot pin a connection (and its goroutine) for hours.
+	SyncMaxTimeout time.Duration `yaml:"sync_max_timeout"`
+	// NATSStreamMaxAge bounds how long JetStream keeps messages; 0 means
+	// forever, which is only sensible with an external retention policy.
+	NATSStreamMaxAge time.Duration `yaml:"nats_stream_max_age"`
+	// NATSReplicas is the JetStream replication factor: 1 for a single
+	// node, 3 for a production cluster.
+	NATSReplicas int `yaml:"nats_replicas"`
+}
+
+// Defaults returns the built-in settings. Values derived from other
+// settings (PublicBaseURL, SigningKeyPath) stay empty so that a later
+// layer changing Listen or DataDir still moves them; Finish fills them.
+func Defaults() Config {
+	return Config{
+		ServerName:       "localhost",
+		Listen:           "127.0.0.1:8008",
+		DataDir:          "./data",
+		RoomVersion:      "11",
+		MaxEventBytes:    MaxEventBytes,
+		LogLevel:         "info",
+		LogFormat:        "text",
+		SyncMaxTimeout:   30 * time.Second,
+		NATSStreamMaxAge: 168 * time.Hour,
+		NATSReplicas:     1,
+	}
+}
+
+// Finish fills the values derived from other settings. Call it once, after
+// every layer has been applied: a derived value that is already set is
+// treated as explicit and kept.
+func (c *Config) Finish() {
+	c.MaxEventBytes = MaxEventBytes
+	c.LogLevel = strings.ToLower(strings.TrimSpace(c.LogLevel))
+	c.LogFormat = strings.ToLower(strings.TrimSpace(c.LogFormat))
+	if c.SigningKeyPath == "" && c.DataDir != "" {
+		c.SigningKeyPath = filepath.Join(c.DataDir, "signing.key")
+	}
+	if c.PublicBaseURL == "" {
+		c.PublicBaseURL = deriveBaseURL(c.Listen)
+	}
+	// A trailing slash would double up when handlers append paths.
+	c.PublicBaseURL = strings.TrimRight(c.PublicBaseURL, "/")
+}
+
+// deriveBaseURL turns a listen address into a URL a local client can use.
+// A wildcard bind address is not something a client can connect to, so it
+// is replaced by localhost; deployments behind a proxy set
+// public_base_url explicitly anyway. An unparsable listen address yields ""
+// so Verify reports the listen problem once instead of also complaining
+// about a URL the operator never wrote.
+func deriveBaseURL(listen string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return ""
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}
+
+// DatabaseKind says which store to open and with what DSN. For SQLite the
+// DSN is a path or a file: URI, both of which database/sql SQLite drivers
+// accept; for PostgreSQL it is the URL unchanged. An unrecognised value
+// yields ("", "") — Verify reports it, so callers that verified first
+// never see that.
+func (c Config) DatabaseKind() (kind string, dsn string) {
+	db := strings.TrimSpace(c.Database)
+	lower := strings.ToLower(db)
+	switch {
+	case db == "":
+		return KindSQLite, filepath.Join(c.DataDir, "eimis.db")
+	case strings.HasPrefix(lower, "postgres://"), strings.HasPrefix(lower, "postgresql://"):
+		return KindPostgres, db
+	case strings.HasPrefix(lower, "sqlite://"):
+		// sqlite:///abs/path has an empty authority, so stripping the
+		// scheme and "//" leaves the absolute path; sqlite://rel.db
+		// leaves a relative one.
+		path := db[len("sqlite://"):]
+		if path == "" {
+			return "", ""
+		}
+		return KindSQLite, path
+	case strings.HasPrefix(lower, "file:"):
+		if len(db) == len("file:") {
+			return "", ""
+		}
+		// Kept as a URI so SQLite still sees any ?mode=…&_pragma=… options.
+		return KindSQLite, db
+	}
+	return "", ""
+}
+
+// NATSStoreDir is where the embedded NATS server keeps its JetStream data.
+func (c Config) NATSStoreDir() string {
+	return filepath.Join(c.DataDir, "nats")
+}
+
+// EmbeddedNATS reports whether the hub must run its own NATS server.
+func (c Config) EmbeddedNATS() bool {
+	return strings.TrimSpace(c.NATS) == ""
+}
+
+// SlogLevel converts LogLevel for log/slog; an unknown level (which Verify
+// rejects) falls back to info so logging still works while reporting it.
+func (c Config) SlogLevel() slog.Level {
+	switch strings.ToLower(strings.TrimSpace(c.LogLevel)) {
+	case "debug":
+		return slog.LevelDebug
+	case "warn":
+		return slog.LevelWarn
+	case "error":
+		return slog.LevelError
+	}
+	return slog.LevelInfo
+}
+
+// Problems is a list of configuration mistakes, one human-readable
+// sentence each. It is an error so that Load can return every problem at
+// once; use errors.As to get at the individual entries.
+type Problems []string
+
+func (p Problems) Error() string {
+	switch len(p) {
+	case 0:
+		return "invalid configuration"
+	case 1:
+		return "invalid configuration: " + p[0]
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "invalid configuration (%d problems):", len(p))
+	for _, s := range p {
+		b.WriteString("\n  - ")
+		b.WriteString(s)
+	}
+	return b.String()
+}
+
+// orNil keeps the nil-interface contract: a nil Problems slice stored in an
+// error interface would not compare equal to nil.
+func (p Problems) orNil() error {
+	if len(p) == 0 {
+		return nil
+	}
+	return p
+}

@@ -1,0 +1,175 @@
+// Package hub assembles the hub's components from a config: store, bus,
+// outbox relay, room server, sync API and Client-Server API, and runs the
+// HTTP server. It is the only package that knows all of them.
+package hub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"maunium.net/go/mautrix/id"
+
+	"github.com/eimis-hub/eimis/internal/bus"
+	"github.com/eimis-hub/eimis/internal/clientapi"
+	"github.com/eimis-hub/eimis/internal/config"
+	"github.com/eimis-hub/eimis/internal/identity"
+	"github.com/eimis-hub/eimis/internal/outbox"
+	"github.com/eimis-hub/eimis/internal/rooms"
+	"github.com/eimis-hub/eimis/internal/signingkey"
+	"github.com/eimis-hub/eimis/internal/store"
+	"github.com/eimis-hub/eimis/internal/store/postgres"
+	"github.com/eimis-hub/eimis/internal/store/sqlite"
+	"github.com/eimis-hub/eimis/internal/syncapi"
+	"github.com/eimis-hub/eimis/internal/telemetry"
+)
+
+// OpenStore opens the configured database and applies migrations.
+func OpenStore(ctx context.Context, cfg config.Config) (store.Store, error) {
+	kind, dsn := cfg.DatabaseKind()
+	switch kind {
+	case config.KindPostgres:
+		return postgres.Open(ctx, dsn)
+	case config.KindSQLite:
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			return nil, fmt.Errorf("create data dir: %w", err)
+		}
+		return sqlite.Open(ctx, dsn)
+	}
+	return nil, fmt.Errorf("unknown database %q", cfg.Database)
+}
+
+// Hub is a running hub instance.
+type Hub struct {
+	Config  config.Config
+	Log     *slog.Logger
+	Store   store.Store
+	Bus     *bus.Bus
+	Rooms   *rooms.Server
+	Sync    *syncapi.API
+	IDs     *identity.Service
+	Key     signingkey.Key
+	Handler http.Handler
+
+	cancel context.CancelFunc
+	relayDone chan struct{}
+}
+
+// Open builds every component. Close releases them.
+func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (h *Hub, err error) {
+	h = &Hub{Config: cfg, Log: log}
+	runCtx, cancel := context.WithCancel(context.Background())
+	h.cancel = cancel
+	defer func() {
+		if err != nil {
+			h.Close()
+		}
+	}()
+
+	key, generated, err := signingkey.LoadOrGenerate(cfg.SigningKeyPath)
+	if err != nil {
+		return nil, fmt.Errorf("signing key: %w", err)
+	}
+	if generated {
+		log.Info("generated a new signing key", "path", cfg.SigningKeyPath, "key_id", key.ID)
+	}
+	h.Key = key
+
+	metrics, metricsHandler, err := telemetry.NewMetrics()
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+
+	if h.Store, err = OpenStore(ctx, cfg); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+
+	bcfg := bus.DefaultConfig(cfg.NATSStoreDir())
+	bcfg.URL = cfg.NATS
+	bcfg.MaxAge = cfg.NATSStreamMaxAge
+	if cfg.NATSReplicas > 0 {
+		bcfg.Replicas = cfg.NATSReplicas
+	}
+	bcfg.Name = "eimis-" + cfg.ServerName
+	bcfg.OnPublish = metrics.PublishObserved
+	if h.Bus, err = bus.Start(ctx, bcfg, log); err != nil {
+		return nil, fmt.Errorf("start NATS: %w", err)
+	}
+
+	relay := outbox.New(h.Store, h.Bus, log.With("component", "outbox"))
+	h.relayDone = make(chan struct{})
+	go func() {
+		defer close(h.relayDone)
+		relay.Run(runCtx)
+	}()
+
+	h.Rooms = rooms.New(h.Store, rooms.Config{
+		ServerName: cfg.ServerName, Key: key, DefaultVersion: id.RoomVersion(cfg.RoomVersion),
+		OnAccepted: func(evType string) { metrics.EventAccepted(runCtx, evType) },
+	}, relay, log.With("component", "rooms"))
+
+	if h.Sync, err = syncapi.New(runCtx, h.Store, h.Bus, log.With("component", "sync"), cfg.SyncMaxTimeout,
+		func() { metrics.SyncWakeups(runCtx, 1) }); err != nil {
+		return nil, fmt.Errorf("sync API: %w", err)
+	}
+
+	h.IDs = identity.New(h.Store, cfg.ServerName, 0)
+	api := clientapi.New(clientapi.Config{
+		ServerName: cfg.ServerName, PublicBaseURL: cfg.PublicBaseURL, EnableRegistration: cfg.EnableRegistration,
+	}, h.Store, h.IDs, identity.NewSharedSecretRegistrar(cfg.RegistrationSharedSecret), h.Rooms, h.Sync,
+		log.With("component", "clientapi"), map[string]clientapi.Readiness{"store": h.Store, "nats": h.Bus})
+
+	mux := api.Handler()
+	mux.Handle("GET /metrics", metricsHandler)
+	h.Handler = clientapi.WithCORS(metrics.Middleware(func(r *http.Request) string { return r.Pattern }, mux))
+	return h, nil
+}
+
+// Serve listens on cfg.Listen (or ln when non-nil) until ctx ends, then
+// shuts down gracefully.
+func (h *Hub) Serve(ctx context.Context, ln net.Listener) error {
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", h.Config.Listen); err != nil {
+			return fmt.Errorf("listen: %w", err)
+		}
+	}
+	srv := &http.Server{Handler: h.Handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return nil
+}
+
+// Close stops every component, in reverse order of start.
+func (h *Hub) Close() {
+	if h.Rooms != nil {
+		h.Rooms.Close()
+	}
+	if h.cancel != nil {
+		h.cancel()
+	}
+	if h.relayDone != nil {
+		<-h.relayDone
+	}
+	if h.Bus != nil {
+		h.Bus.Close()
+	}
+	if h.Store != nil {
+		_ = h.Store.Close()
+	}
+}

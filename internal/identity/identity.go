@@ -1,0 +1,259 @@
+// Package identity owns local accounts, devices and access tokens.
+//
+// Access tokens are random 256-bit values handed to the client once; only
+// their SHA-256 is stored, so a leaked database does not leak sessions.
+// Passwords are bcrypt-hashed.
+package identity
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/eimis-hub/eimis/internal/store"
+)
+
+// Errors callers branch on.
+var (
+	ErrInvalidLocalpart = errors.New("identity: invalid localpart")
+	ErrBadCredentials   = errors.New("identity: invalid username or password")
+	ErrUnknownToken     = errors.New("identity: unknown access token")
+	ErrUserExists       = errors.New("identity: user already exists")
+)
+
+// tokenCacheTTL bounds how long a token stays valid on this instance after
+// it was revoked on another one sharing the database. Logout on the same
+// instance evicts immediately.
+const tokenCacheTTL = 10 * time.Second
+
+// Session is an authenticated request's identity.
+type Session struct {
+	UserID   id.UserID
+	DeviceID id.DeviceID
+	Admin    bool
+}
+
+// Service is the account and session authority.
+type Service struct {
+	store      store.Store
+	serverName string
+	bcryptCost int
+
+	mu    sync.Mutex
+	cache map[[32]byte]cachedSession
+}
+
+type cachedSession struct {
+	s       Session
+	expires time.Time
+}
+
+// New returns a Service. bcryptCost 0 means bcrypt.DefaultCost.
+func New(st store.Store, serverName string, bcryptCost int) *Service {
+	if bcryptCost == 0 {
+		bcryptCost = bcrypt.DefaultCost
+	}
+	return &Service{store: st, serverName: serverName, bcryptCost: bcryptCost, cache: map[[32]byte]cachedSession{}}
+}
+
+// ServerName is the Matrix server name of local users.
+func (s *Service) ServerName() string { return s.serverName }
+
+// UserID builds the local user ID of a localpart.
+func (s *Service) UserID(localpart string) id.UserID {
+	return id.NewUserID(localpart, s.serverName)
+}
+
+// ValidateLocalpart applies the Matrix user ID grammar for new accounts
+// (lower-case historical character set, bounded length).
+func ValidateLocalpart(lp string) error {
+	if lp == "" || len(lp) > 200 {
+		return fmt.Errorf("%w: length must be 1..200", ErrInvalidLocalpart)
+	}
+	for _, c := range lp {
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+		case strings.ContainsRune("._=-/+", c):
+		default:
+			return fmt.Errorf("%w: character %q not allowed", ErrInvalidLocalpart, c)
+		}
+	}
+	return nil
+}
+
+// LocalpartOf returns the localpart of a local user ID, or an error if the
+// ID is malformed or belongs to another server.
+func (s *Service) LocalpartOf(u id.UserID) (string, error) {
+	lp, hs, err := u.Parse()
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", ErrInvalidLocalpart, err)
+	}
+	if hs != s.serverName {
+		return "", fmt.Errorf("%w: %s is not a user of this server", ErrInvalidLocalpart, u)
+	}
+	return lp, nil
+}
+
+// CreateAccount registers a local account. An empty password disables
+// password login for it (SSO-only accounts later).
+func (s *Service) CreateAccount(ctx context.Context, localpart, password string, admin bool) (id.UserID, error) {
+	localpart = strings.ToLower(localpart)
+	if err := ValidateLocalpart(localpart); err != nil {
+		return "", err
+	}
+	var hash string
+	if password != "" {
+		h, err := bcrypt.GenerateFromPassword([]byte(password), s.bcryptCost)
+		if err != nil {
+			return "", fmt.Errorf("hash password: %w", err)
+		}
+		hash = string(h)
+	}
+	err := s.store.CreateAccount(ctx, store.Account{
+		Localpart: localpart, PasswordHash: hash, Admin: admin, DisplayName: localpart, CreatedAt: time.Now(),
+	})
+	if errors.Is(err, store.ErrExists) {
+		return "", ErrUserExists
+	} else if err != nil {
+		return "", err
+	}
+	return s.UserID(localpart), nil
+}
+
+// CheckPassword verifies a localpart's password.
+func (s *Service) CheckPassword(ctx context.Context, localpart, password string) (*store.Account, error) {
+	acc, err := s.store.GetAccount(ctx, strings.ToLower(localpart))
+	if errors.Is(err, store.ErrNotFound) {
+		// Spend the same time as a real check so account existence does
+		// not leak through timing.
+		_ = bcrypt.CompareHashAndPassword(dummyHash, []byte(password))
+		return nil, ErrBadCredentials
+	} else if err != nil {
+		return nil, err
+	}
+	if acc.PasswordHash == "" || bcrypt.CompareHashAndPassword([]byte(acc.PasswordHash), []byte(password)) != nil {
+		return nil, ErrBadCredentials
+	}
+	return acc, nil
+}
+
+var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("not a password"), bcrypt.MinCost)
+
+// NewSession creates a device (or replaces deviceID's token) and returns
+// the new access token.
+func (s *Service) NewSession(ctx context.Context, localpart string, deviceID id.DeviceID, displayName string) (string, id.DeviceID, error) {
+	if deviceID == "" {
+		deviceID = id.DeviceID(randomString(10))
+	}
+	token := "eimis_" + randomString(40)
+	now := time.Now()
+	err := s.store.CreateDevice(ctx, store.Device{
+		Localpart: localpart, DeviceID: string(deviceID), DisplayName: displayName,
+		TokenHash: HashToken(token), CreatedAt: now, LastSeen: now,
+	})
+	if err != nil {
+		return "", "", err
+	}
+	return token, deviceID, nil
+}
+
+// Authenticate resolves an access token.
+func (s *Service) Authenticate(ctx context.Context, token string) (Session, error) {
+	if token == "" {
+		return Session{}, ErrUnknownToken
+	}
+	h := sha256.Sum256([]byte(token))
+	now := time.Now()
+	s.mu.Lock()
+	c, ok := s.cache[h]
+	s.mu.Unlock()
+	if ok && now.Before(c.expires) {
+		return c.s, nil
+	}
+	dev, err := s.store.DeviceByTokenHash(ctx, h[:])
+	if errors.Is(err, store.ErrNotFound) {
+		return Session{}, ErrUnknownToken
+	} else if err != nil {
+		return Session{}, err
+	}
+	acc, err := s.store.GetAccount(ctx, dev.Localpart)
+	if errors.Is(err, store.ErrNotFound) {
+		return Session{}, ErrUnknownToken
+	} else if err != nil {
+		return Session{}, err
+	}
+	sess := Session{UserID: s.UserID(dev.Localpart), DeviceID: id.DeviceID(dev.DeviceID), Admin: acc.Admin}
+	s.mu.Lock()
+	if len(s.cache) > 100_000 {
+		clear(s.cache)
+	}
+	s.cache[h] = cachedSession{s: sess, expires: now.Add(tokenCacheTTL)}
+	s.mu.Unlock()
+	return sess, nil
+}
+
+// Logout deletes one device (and so its token).
+func (s *Service) Logout(ctx context.Context, token string, sess Session) error {
+	lp, err := s.LocalpartOf(sess.UserID)
+	if err != nil {
+		return err
+	}
+	s.forget(func(c Session) bool { return c.UserID == sess.UserID && c.DeviceID == sess.DeviceID })
+	return s.store.DeleteDevice(ctx, lp, string(sess.DeviceID))
+}
+
+// LogoutAll deletes every device of the user.
+func (s *Service) LogoutAll(ctx context.Context, sess Session) error {
+	lp, err := s.LocalpartOf(sess.UserID)
+	if err != nil {
+		return err
+	}
+	s.forget(func(c Session) bool { return c.UserID == sess.UserID })
+	return s.store.DeleteAllDevices(ctx, lp)
+}
+
+func (s *Service) forget(match func(Session) bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, v := range s.cache {
+		if match(v.s) {
+			delete(s.cache, k)
+		}
+	}
+}
+
+// HashToken is how tokens are stored.
+func HashToken(token string) []byte {
+	h := sha256.Sum256([]byte(token))
+	return h[:]
+}
+
+const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+func randomString(n int) string {
+	// Rejection sampling keeps every character equally likely.
+	out := make([]byte, 0, n)
+	buf := make([]byte, n*2)
+	for len(out) < n {
+		if _, err := rand.Read(buf); err != nil {
+			panic(err) // crypto/rand does not fail on supported platforms
+		}
+		for _, c := range buf {
+			if int(c) < 256-256%len(alphabet) && len(out) < n {
+				out = append(out, alphabet[int(c)%len(alphabet)])
+			}
+		}
+	}
+	return string(out)
+}
+
+// RandomString is exported for other packages needing opaque IDs.
+func RandomString(n int) string { return randomString(n) }

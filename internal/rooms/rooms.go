@@ -1,0 +1,380 @@
+// Package rooms is the room server: it builds, signs and authorises every
+// local event and commits it, with its outbox row, in one transaction.
+//
+// All writes go through one writer goroutine per hub instance, which
+// gathers whatever requests are waiting into one database transaction
+// (group commit). With several instances the store's global stream lock
+// serialises their batches, so positions stay gap-free in commit order and
+// each room's graph stays linear: no forks, no lost events. The writer keeps
+// each room's current state in memory and revalidates it against the
+// room's head row at the start of every batch, so another instance's
+// writes are picked up instead of being overwritten.
+package rooms
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"maunium.net/go/mautrix/id"
+
+	"github.com/eimis-hub/eimis/internal/signingkey"
+	"github.com/eimis-hub/eimis/internal/store"
+)
+
+// MaxEventBytes is the Matrix limit on a PDU's size.
+const MaxEventBytes = 65536
+
+// Errors callers map to Matrix error codes.
+var (
+	// ErrForbidden wraps an auth-rule failure; the message says why.
+	ErrForbidden = errors.New("forbidden")
+	// ErrTooLarge is an event over MaxEventBytes.
+	ErrTooLarge = errors.New("event too large")
+	// ErrUnknownRoom is a room this hub does not know.
+	ErrUnknownRoom = errors.New("unknown room")
+	// ErrBadEvent is a malformed event request (e.g. bad state key).
+	ErrBadEvent = errors.New("bad event")
+	// ErrUnsupportedRoomVersion is a room version the hub cannot create.
+	ErrUnsupportedRoomVersion = errors.New("unsupported room version")
+	// ErrClosed is returned after Close.
+	ErrClosed = errors.New("room server closed")
+)
+
+// Publisher hands accepted events to the outbox relay as soon as they are
+// committed. The outbox row already guarantees delivery; this is the fast
+// path that keeps delivery latency low.
+type Publisher interface {
+	Accepted(events []store.Event)
+}
+
+// AcceptedHook is called for every accepted event (metrics).
+type AcceptedHook func(evType string)
+
+// Config for the room server.
+type Config struct {
+	ServerName     string
+	Key            signingkey.Key
+	DefaultVersion id.RoomVersion
+	// BatchMax bounds how many requests share one transaction.
+	BatchMax int
+	// CacheRooms bounds how many rooms' state the writer keeps in memory.
+	CacheRooms int
+	OnAccepted AcceptedHook
+}
+
+// SupportedVersions are the room versions this hub creates and serves.
+var SupportedVersions = []id.RoomVersion{id.RoomV10, id.RoomV11, id.RoomV12}
+
+// IsSupported reports whether v is a room version the hub handles.
+func IsSupported(v id.RoomVersion) bool {
+	for _, s := range SupportedVersions {
+		if s == v {
+			return true
+		}
+	}
+	return false
+}
+
+// Server is the room server.
+type Server struct {
+	st   store.Store
+	cfg  Config
+	pub  Publisher
+	log  *slog.Logger
+	reqs chan *op
+	done chan struct{}
+	stop context.CancelFunc
+
+	// cache is only touched by the writer goroutine.
+	cache map[string]*roomState
+}
+
+type op struct {
+	ctx   context.Context
+	apply func(b *batch) (*Result, error)
+	res   chan opResult
+}
+
+type opResult struct {
+	r   *Result
+	err error
+}
+
+// Result of a write: the events it created (possibly none, for an
+// idempotent retry) and the event ID answering the request.
+type Result struct {
+	EventID id.EventID
+	RoomID  id.RoomID
+	Events  []store.Event
+	// Existing is true when a transaction ID matched an earlier send.
+	Existing bool
+}
+
+// New starts the room server's writer.
+func New(st store.Store, cfg Config, pub Publisher, log *slog.Logger) *Server {
+	if cfg.BatchMax <= 0 {
+		cfg.BatchMax = 256
+	}
+	if cfg.CacheRooms <= 0 {
+		cfg.CacheRooms = 20000
+	}
+	if cfg.DefaultVersion == "" {
+		cfg.DefaultVersion = id.RoomV11
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Server{
+		st: st, cfg: cfg, pub: pub, log: log,
+		reqs:  make(chan *op, 4096),
+		done:  make(chan struct{}),
+		stop:  cancel,
+		cache: map[string]*roomState{},
+	}
+	go s.writer(ctx)
+	return s
+}
+
+// Close stops the writer after the batch in flight.
+func (s *Server) Close() {
+	s.stop()
+	<-s.done
+}
+
+// ServerName is the local server name.
+func (s *Server) ServerName() string { return s.cfg.ServerName }
+
+// DefaultVersion is the room version used when createRoom names none.
+func (s *Server) DefaultVersion() id.RoomVersion { return s.cfg.DefaultVersion }
+
+func (s *Server) submit(ctx context.Context, apply func(b *batch) (*Result, error)) (*Result, error) {
+	o := &op{ctx: ctx, apply: apply, res: make(chan opResult, 1)}
+	select {
+	case s.reqs <- o:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-s.done:
+		return nil, ErrClosed
+	}
+	select {
+	case r := <-o.res:
+		return r.r, r.err
+	case <-s.done:
+		// The batch may still have committed; the caller's retry with the
+		// same transaction ID finds out.
+		return nil, ErrClosed
+	}
+}
+
+func (s *Server) writer(ctx context.Context) {
+	defer close(s.done)
+	pending := make([]*op, 0, s.cfg.BatchMax)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case o := <-s.reqs:
+			pending = append(pending[:0], o)
+		}
+	gather:
+		for len(pending) < s.cfg.BatchMax {
+			select {
+			case o := <-s.reqs:
+				pending = append(pending, o)
+			default:
+				break gather
+			}
+		}
+		s.runBatch(pending)
+	}
+}
+
+// batch is one transaction's worth of requests.
+type batch struct {
+	s       *Server
+	ctx     context.Context
+	tx      store.EventTx
+	touched map[string]*roomState
+	created []store.Event
+}
+
+func (s *Server) runBatch(ops []*op) {
+	results := make([]opResult, len(ops))
+	var all []store.Event
+	// The batch context is not any one request's: a client that gives up
+	// must not roll back the others' events.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	b := &batch{s: s, ctx: ctx, touched: map[string]*roomState{}}
+	err := s.st.WriteEvents(ctx, func(tx store.EventTx) error {
+		b.tx = tx
+		all = all[:0]
+		for i, o := range ops {
+			if o.ctx.Err() != nil {
+				results[i] = opResult{err: o.ctx.Err()}
+				continue
+			}
+			b.created = b.created[:0]
+			r, err := o.apply(b)
+			if err != nil {
+				if isOpError(err) {
+					results[i] = opResult{err: err}
+					continue
+				}
+				return err
+			}
+			if r != nil {
+				r.Events = append([]store.Event(nil), b.created...)
+			}
+			all = append(all, b.created...)
+			results[i] = opResult{r: r}
+		}
+		return nil
+	})
+	if err != nil {
+		// Nothing of this batch committed: forget what the writer learnt
+		// inside it, and fail every request that had not failed already.
+		for roomID := range b.touched {
+			delete(s.cache, roomID)
+		}
+		s.log.Error("event batch failed", "err", err, "requests", len(ops))
+		for i := range results {
+			if results[i].err == nil {
+				results[i] = opResult{err: fmt.Errorf("store: %w", err)}
+			}
+		}
+	} else if len(all) > 0 {
+		if s.pub != nil {
+			s.pub.Accepted(all)
+		}
+		if s.cfg.OnAccepted != nil {
+			for _, e := range all {
+				s.cfg.OnAccepted(e.Type)
+			}
+		}
+	}
+	for i, o := range ops {
+		o.res <- results[i]
+	}
+	if len(s.cache) > s.cfg.CacheRooms {
+		for k := range s.cache {
+			delete(s.cache, k)
+			if len(s.cache) <= s.cfg.CacheRooms*9/10 {
+				break
+			}
+		}
+	}
+}
+
+// opError marks errors that fail one request without aborting the batch.
+type opError struct{ err error }
+
+func (e opError) Error() string { return e.err.Error() }
+func (e opError) Unwrap() error { return e.err }
+
+func isOpError(err error) bool {
+	var oe opError
+	return errors.As(err, &oe)
+}
+
+func fail(kind error, format string, args ...any) error {
+	return opError{fmt.Errorf("%w: %s", kind, fmt.Sprintf(format, args...))}
+}
+
+// room returns the room's state as of this transaction, loading or
+// revalidating the cache once per batch.
+func (b *batch) room(roomID string) (*roomState, error) {
+	if rs, ok := b.touched[roomID]; ok {
+		return rs, nil
+	}
+	head, err := b.tx.GetRoom(b.ctx, roomID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fail(ErrUnknownRoom, "room %s is not known to this server", roomID)
+	} else if err != nil {
+		return nil, err
+	}
+	rs := b.s.cache[roomID]
+	if rs == nil || rs.head != id.EventID(head.LastEventID) {
+		evs, err := b.tx.CurrentState(b.ctx, roomID)
+		if err != nil {
+			return nil, err
+		}
+		rs, err = loadRoomState(head, evs)
+		if err != nil {
+			return nil, fmt.Errorf("load state of %s: %w", roomID, err)
+		}
+		b.s.cache[roomID] = rs
+	}
+	b.touched[roomID] = rs
+	return rs, nil
+}
+
+// Submit is one event for an existing room.
+type Submit struct {
+	RoomID   id.RoomID
+	Sender   id.UserID
+	Type     string
+	StateKey *string
+	Content  json.RawMessage
+	Redacts  id.EventID
+	Txn      *store.TxnKey
+}
+
+// Send builds, authorises and stores one event.
+func (s *Server) Send(ctx context.Context, req Submit) (*Result, error) {
+	if req.Txn != nil {
+		// Fast path for a retry; the writer checks again under the lock.
+		if evID, err := s.st.TxnEvent(ctx, *req.Txn); err == nil {
+			return &Result{EventID: id.EventID(evID), RoomID: req.RoomID, Existing: true}, nil
+		}
+	}
+	return s.submit(ctx, func(b *batch) (*Result, error) {
+		if req.Txn != nil {
+			evID, err := b.tx.TxnEvent(b.ctx, *req.Txn)
+			if err == nil {
+				return &Result{EventID: id.EventID(evID), RoomID: req.RoomID, Existing: true}, nil
+			} else if !errors.Is(err, store.ErrNotFound) {
+				return nil, err
+			}
+		}
+		rs, err := b.room(string(req.RoomID))
+		if err != nil {
+			return nil, err
+		}
+		evID, err := b.appendEvent(rs, req)
+		if err != nil {
+			return nil, err
+		}
+		return &Result{EventID: evID, RoomID: req.RoomID}, nil
+	})
+}
+
+// appendEvent builds the next event of rs, checks it and inserts it.
+func (b *batch) appendEvent(rs *roomState, req Submit) (id.EventID, error) {
+	p, evID, err := rs.build(b.s.cfg, req)
+	if err != nil {
+		return "", err
+	}
+	raw, err := marshalPDU(p)
+	if err != nil {
+		return "", err
+	}
+	if len(raw) > MaxEventBytes {
+		return "", fail(ErrTooLarge, "event is %d bytes, the limit is %d", len(raw), MaxEventBytes)
+	}
+	ev := store.Event{
+		EventID: string(evID), RoomID: string(rs.roomID), Type: p.Type, StateKey: p.StateKey,
+		Sender: string(p.Sender), Depth: p.Depth, OriginTS: p.OriginServerTS, JSON: raw,
+		Membership: membershipOf(p),
+	}
+	pos, err := b.tx.InsertEvent(b.ctx, store.NewEvent{Event: ev, Txn: req.Txn})
+	if err != nil {
+		return "", err
+	}
+	ev.Pos = pos
+	rs.apply(p, evID)
+	b.created = append(b.created, ev)
+	return evID, nil
+}

@@ -1,0 +1,184 @@
+package rooms
+
+import (
+	"bytes"
+	"encoding/json"
+	"encoding/json/jsontext"
+	jsonv2 "encoding/json/v2"
+	"fmt"
+	"time"
+
+	"github.com/tidwall/gjson"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/federation/eventauth"
+	"maunium.net/go/mautrix/federation/pdu"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/eimis-hub/eimis/internal/store"
+)
+
+// roomState is a room's head and current state as the writer sees it.
+type roomState struct {
+	roomID  id.RoomID
+	version id.RoomVersion
+	head    id.EventID
+	depth   int64
+	state   map[pdu.StateKey]stateEntry
+}
+
+type stateEntry struct {
+	id  id.EventID
+	pdu *pdu.PDU
+}
+
+func newRoomState(roomID id.RoomID, version id.RoomVersion) *roomState {
+	return &roomState{roomID: roomID, version: version, state: map[pdu.StateKey]stateEntry{}}
+}
+
+func loadRoomState(head *store.Room, evs []store.Event) (*roomState, error) {
+	rs := newRoomState(id.RoomID(head.RoomID), id.RoomVersion(head.Version))
+	rs.head = id.EventID(head.LastEventID)
+	rs.depth = head.Depth
+	for _, e := range evs {
+		p, err := ParsePDU(e.JSON)
+		if err != nil {
+			return nil, fmt.Errorf("event %s: %w", e.EventID, err)
+		}
+		if p.StateKey == nil {
+			continue
+		}
+		rs.state[pdu.StateKey{Type: p.Type, StateKey: *p.StateKey}] = stateEntry{id: id.EventID(e.EventID), pdu: p}
+	}
+	return rs, nil
+}
+
+// ParsePDU decodes a stored PDU.
+func ParsePDU(raw []byte) (*pdu.PDU, error) {
+	var p pdu.PDU
+	if err := jsonv2.Unmarshal(raw, &p); err != nil {
+		return nil, fmt.Errorf("parse PDU: %w", err)
+	}
+	return &p, nil
+}
+
+func marshalPDU(p *pdu.PDU) ([]byte, error) {
+	raw, err := jsonv2.Marshal(p)
+	if err != nil {
+		return nil, fmt.Errorf("marshal PDU: %w", err)
+	}
+	return raw, nil
+}
+
+func membershipOf(p *pdu.PDU) string {
+	if p.Type != event.StateMember.Type || p.StateKey == nil {
+		return ""
+	}
+	return gjson.GetBytes(p.Content, "membership").Str
+}
+
+// get returns the current state event for (type, key), or nil.
+func (rs *roomState) get(evType, stateKey string) *pdu.PDU {
+	return rs.state[pdu.StateKey{Type: evType, StateKey: stateKey}].pdu
+}
+
+// validContent checks that content is one JSON object.
+func validContent(raw json.RawMessage) (jsontext.Value, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return jsontext.Value("{}"), nil
+	}
+	if raw[0] != '{' || !json.Valid(raw) {
+		return nil, fail(ErrBadEvent, "content must be a JSON object")
+	}
+	return jsontext.Value(raw), nil
+}
+
+// build makes the next event of the room for req: linked to the room's
+// single forward extremity, with the auth events the selection algorithm
+// asks for, hashed, signed and then checked against the auth rules.
+func (rs *roomState) build(cfg Config, req Submit) (*pdu.PDU, id.EventID, error) {
+	content, err := validContent(req.Content)
+	if err != nil {
+		return nil, "", err
+	}
+	if req.Type == "" || len(req.Type) > 255 {
+		return nil, "", fail(ErrBadEvent, "event type must be 1..255 bytes")
+	}
+	if req.StateKey != nil && len(*req.StateKey) > 255 {
+		return nil, "", fail(ErrBadEvent, "state key must be at most 255 bytes")
+	}
+	p := &pdu.PDU{
+		Type:           req.Type,
+		StateKey:       req.StateKey,
+		Sender:         req.Sender,
+		Content:        content,
+		OriginServerTS: time.Now().UnixMilli(),
+		RoomID:         rs.roomID,
+		Depth:          rs.depth + 1,
+		PrevEvents:     []id.EventID{},
+		AuthEvents:     []id.EventID{},
+	}
+	if rs.head != "" {
+		p.PrevEvents = []id.EventID{rs.head}
+	}
+	if req.Redacts != "" {
+		r := req.Redacts
+		p.Redacts = &r
+	}
+	if req.Type == event.StateCreate.Type && rs.version.RoomIDIsCreateEventID() {
+		// From v12 the room ID is derived from the create event itself.
+		p.RoomID = ""
+	}
+	var authEvents []*pdu.PDU
+	for _, k := range p.AuthEventSelection(rs.version) {
+		if e, ok := rs.state[k]; ok {
+			p.AuthEvents = append(p.AuthEvents, e.id)
+			authEvents = append(authEvents, e.pdu)
+		}
+	}
+	if err := p.Sign(rs.version, cfg.ServerName, id.KeyID(cfg.Key.ID), cfg.Key.Private); err != nil {
+		return nil, "", fmt.Errorf("sign event: %w", err)
+	}
+	evID, err := p.GetEventID(rs.version)
+	if err != nil {
+		return nil, "", fmt.Errorf("event ID: %w", err)
+	}
+	if authEvents == nil {
+		authEvents = []*pdu.PDU{}
+	}
+	if err := eventauth.Authorize(rs.version, p, authEvents, rs.getEvents, cfg.getKey); err != nil {
+		return nil, "", fail(ErrForbidden, "%s", err.Error())
+	}
+	return p, evID, nil
+}
+
+// getEvents serves the auth checker's look-ups (in v12, the create event by
+// room ID) from the current state.
+func (rs *roomState) getEvents(ids []id.EventID) ([]*pdu.PDU, error) {
+	out := make([]*pdu.PDU, 0, len(ids))
+	for _, want := range ids {
+		for _, e := range rs.state {
+			if e.id == want {
+				out = append(out, e.pdu)
+				break
+			}
+		}
+	}
+	return out, nil
+}
+
+func (c Config) getKey(serverName string, keyID id.KeyID, _ time.Time) (id.SigningKey, time.Time, error) {
+	if serverName == c.ServerName && string(keyID) == c.Key.ID {
+		return id.SigningKey(c.Key.PublicBase64()), time.Now().Add(24 * time.Hour), nil
+	}
+	return "", time.Time{}, nil
+}
+
+// apply advances the room past an accepted event.
+func (rs *roomState) apply(p *pdu.PDU, evID id.EventID) {
+	rs.head = evID
+	rs.depth = p.Depth
+	if p.StateKey != nil {
+		rs.state[pdu.StateKey{Type: p.Type, StateKey: *p.StateKey}] = stateEntry{id: evID, pdu: p}
+	}
+}

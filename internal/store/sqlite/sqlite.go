@@ -1,0 +1,915 @@
+// Package sqlite is the embedded store dialect, on the pure-Go
+// modernc.org/sqlite driver.
+//
+// SQLite allows one writer at a time per file. Rather than let writers
+// collide and retry on SQLITE_BUSY, the Store funnels every write through a
+// single connection (a *sql.DB capped at one connection) whose transactions
+// start with BEGIN IMMEDIATE, and serves reads from a separate pool of
+// read-only connections. In WAL mode readers never wait for that writer, so
+// reads never fail with "database is locked".
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pressly/goose/v3"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/eimis-hub/eimis/internal/store"
+	"github.com/eimis-hub/eimis/schemas"
+)
+
+// busyTimeoutMS bounds how long a connection waits for a lock held by
+// another process sharing the file (this process never contends with
+// itself: it has a single writer).
+const busyTimeoutMS = 10000
+
+// Store is a store.Store on one SQLite file.
+type Store struct {
+	w *sql.DB // the only connection that writes
+	r *sql.DB // read-only pool
+
+	// streamMu is the in-process half of the global stream lock: it keeps
+	// a position-allocating transaction from queueing behind, and so
+	// holding, the writer connection while another one runs fn.
+	streamMu sync.Mutex
+
+	insertEvent, updateRoom, upsertState, insertTxn, insertOutbox *sql.Stmt
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open opens (creating if needed) the database file at path and applies
+// pending migrations. path must name a file: the writer and the readers
+// are separate connections, which an in-memory database cannot share.
+func Open(ctx context.Context, path string) (*Store, error) {
+	if path == "" || path == ":memory:" || strings.HasPrefix(path, "file:") || strings.Contains(path, "?") {
+		return nil, fmt.Errorf("sqlite: open %q: need a plain file path", path)
+	}
+	common := "_busy_timeout=" + strconv.Itoa(busyTimeoutMS) + "&_foreign_keys=1"
+	// synchronous=FULL: in WAL mode NORMAL may lose the last commits on
+	// power loss, and an acknowledged medical message must not vanish.
+	w, err := sql.Open("sqlite", path+"?"+common+"&_journal_mode=WAL&_synchronous=FULL&_txlock=immediate")
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open writer: %w", err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	w.SetConnMaxIdleTime(0)
+	s := &Store{w: w}
+	if err := w.PingContext(ctx); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("sqlite: open writer: %w", err)
+	}
+	if err := migrate(ctx, w); err != nil {
+		w.Close()
+		return nil, err
+	}
+	// Readers are opened only now: WAL mode is set on the file by the
+	// writer above, and query_only turns a write slipped onto the reader
+	// pool into an error instead of a hidden lock contender.
+	r, err := sql.Open("sqlite", path+"?"+common+"&_query_only=1")
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("sqlite: open readers: %w", err)
+	}
+	r.SetMaxOpenConns(max(4, runtime.GOMAXPROCS(0)))
+	r.SetMaxIdleConns(max(4, runtime.GOMAXPROCS(0)))
+	s.r = r
+	if err := r.PingContext(ctx); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("sqlite: open readers: %w", err)
+	}
+	if err := s.prepare(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func migrate(ctx context.Context, db *sql.DB) error {
+	sub, err := fs.Sub(schemas.Migrations, "migrations/sqlite")
+	if err != nil {
+		return fmt.Errorf("sqlite: migrations: %w", err)
+	}
+	p, err := goose.NewProvider(goose.DialectSQLite3, db, sub, goose.WithDisableGlobalRegistry(true))
+	if err != nil {
+		return fmt.Errorf("sqlite: migrations: %w", err)
+	}
+	if _, err := p.Up(ctx); err != nil {
+		return fmt.Errorf("sqlite: migrate: %w", err)
+	}
+	return nil
+}
+
+// prepare compiles the per-event statements once on the writer connection;
+// InsertEvent runs five of them per event, and parsing dominates otherwise.
+func (s *Store) prepare(ctx context.Context) error {
+	for _, p := range []struct {
+		dst **sql.Stmt
+		sql string
+	}{
+		{&s.insertEvent, `INSERT INTO events (pos, event_id, room_id, type, state_key, sender, depth, origin_ts, membership, json)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
+		{&s.updateRoom, `UPDATE rooms SET last_event_id = ?, depth = ? WHERE room_id = ?`},
+		{&s.upsertState, `INSERT INTO current_state (room_id, type, state_key, pos, event_id, membership)
+			VALUES (?, ?, ?, ?, ?, ?)
+			ON CONFLICT (room_id, type, state_key) DO UPDATE
+			SET pos = excluded.pos, event_id = excluded.event_id, membership = excluded.membership`},
+		{&s.insertTxn, `INSERT INTO txns (user_id, device_id, txn_id, event_id) VALUES (?, ?, ?, ?)`},
+		{&s.insertOutbox, `INSERT INTO outbox (pos, event_id, room_id) VALUES (?, ?, ?)`},
+	} {
+		st, err := s.w.PrepareContext(ctx, p.sql)
+		if err != nil {
+			return fmt.Errorf("sqlite: prepare: %w", err)
+		}
+		*p.dst = st
+	}
+	return nil
+}
+
+// Ping checks both the writer and a reader.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.w.PingContext(ctx); err != nil {
+		return fmt.Errorf("sqlite: ping writer: %w", err)
+	}
+	if err := s.r.PingContext(ctx); err != nil {
+		return fmt.Errorf("sqlite: ping readers: %w", err)
+	}
+	return nil
+}
+
+// Close closes the statements and both pools.
+func (s *Store) Close() error {
+	var errs []error
+	for _, st := range []*sql.Stmt{s.insertEvent, s.updateRoom, s.upsertState, s.insertTxn, s.insertOutbox} {
+		if st != nil {
+			errs = append(errs, st.Close())
+		}
+	}
+	if s.r != nil {
+		errs = append(errs, s.r.Close())
+	}
+	errs = append(errs, s.w.Close())
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("sqlite: close: %w", err)
+	}
+	return nil
+}
+
+// queryer is what the read helpers need; *sql.DB and *sql.Tx both have it,
+// so EventTx reads see the transaction's own writes.
+type queryer interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func ms(t time.Time) int64 { return t.UnixMilli() }
+
+func fromMS(v int64) time.Time { return time.UnixMilli(v).UTC() }
+
+func nowIfZero(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Now()
+	}
+	return t
+}
+
+func isConstraint(err error, code int) bool {
+	var e *sqlite.Error
+	return errors.As(err, &e) && e.Code() == code
+}
+
+// jsonList passes a list as one parameter, expanded by json_each, so a
+// long list needs neither dynamic SQL nor SQLite's variable limit.
+func jsonList[T any](v []T) (string, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return "", fmt.Errorf("sqlite: encode list: %w", err)
+	}
+	return string(b), nil
+}
+
+// Accounts and devices.
+
+func (s *Store) CreateAccount(ctx context.Context, a store.Account) error {
+	res, err := s.w.ExecContext(ctx, `INSERT INTO accounts (localpart, password_hash, admin, display_name, avatar_url, created_at)
+		VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (localpart) DO NOTHING`,
+		a.Localpart, a.PasswordHash, a.Admin, a.DisplayName, a.AvatarURL, ms(nowIfZero(a.CreatedAt)))
+	if err != nil {
+		return fmt.Errorf("sqlite: create account %q: %w", a.Localpart, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("sqlite: create account %q: %w", a.Localpart, err)
+	} else if n == 0 {
+		return fmt.Errorf("sqlite: create account %q: %w", a.Localpart, store.ErrExists)
+	}
+	return nil
+}
+
+func (s *Store) GetAccount(ctx context.Context, localpart string) (*store.Account, error) {
+	var a store.Account
+	var created int64
+	err := s.r.QueryRowContext(ctx, `SELECT localpart, password_hash, admin, display_name, avatar_url, created_at
+		FROM accounts WHERE localpart = ?`, localpart).
+		Scan(&a.Localpart, &a.PasswordHash, &a.Admin, &a.DisplayName, &a.AvatarURL, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("sqlite: account %q: %w", localpart, store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: account %q: %w", localpart, err)
+	}
+	a.CreatedAt = fromMS(created)
+	return &a, nil
+}
+
+// execOne runs a write that must touch a row, reporting ErrNotFound when
+// it touched none.
+func (s *Store) execOne(ctx context.Context, what, query string, args ...any) error {
+	res, err := s.w.ExecContext(ctx, query, args...)
+	if err != nil {
+		return fmt.Errorf("sqlite: %s: %w", what, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("sqlite: %s: %w", what, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("sqlite: %s: %w", what, store.ErrNotFound)
+	}
+	return nil
+}
+
+func (s *Store) SetDisplayName(ctx context.Context, localpart, name string) error {
+	return s.execOne(ctx, "set display name of "+localpart,
+		`UPDATE accounts SET display_name = ? WHERE localpart = ?`, name, localpart)
+}
+
+func (s *Store) SetAvatarURL(ctx context.Context, localpart, url string) error {
+	return s.execOne(ctx, "set avatar of "+localpart,
+		`UPDATE accounts SET avatar_url = ? WHERE localpart = ?`, url, localpart)
+}
+
+func (s *Store) CreateDevice(ctx context.Context, d store.Device) error {
+	created := nowIfZero(d.CreatedAt)
+	seen := d.LastSeen
+	if seen.IsZero() {
+		seen = created
+	}
+	_, err := s.w.ExecContext(ctx, `INSERT INTO devices (localpart, device_id, display_name, token_hash, created_at, last_seen)
+		VALUES (?, ?, ?, ?, ?, ?)
+		ON CONFLICT (localpart, device_id) DO UPDATE SET display_name = excluded.display_name,
+			token_hash = excluded.token_hash, created_at = excluded.created_at, last_seen = excluded.last_seen`,
+		d.Localpart, d.DeviceID, d.DisplayName, d.TokenHash, ms(created), ms(seen))
+	switch {
+	case err == nil:
+		return nil
+	case isConstraint(err, sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY):
+		return fmt.Errorf("sqlite: create device %q for %q: account: %w", d.DeviceID, d.Localpart, store.ErrNotFound)
+	case isConstraint(err, sqlite3.SQLITE_CONSTRAINT_UNIQUE):
+		return fmt.Errorf("sqlite: create device %q for %q: token hash: %w", d.DeviceID, d.Localpart, store.ErrExists)
+	default:
+		return fmt.Errorf("sqlite: create device %q for %q: %w", d.DeviceID, d.Localpart, err)
+	}
+}
+
+const deviceCols = `localpart, device_id, display_name, token_hash, created_at, last_seen`
+
+func scanDevice(sc interface{ Scan(...any) error }) (store.Device, error) {
+	var d store.Device
+	var created, seen int64
+	if err := sc.Scan(&d.Localpart, &d.DeviceID, &d.DisplayName, &d.TokenHash, &created, &seen); err != nil {
+		return d, err
+	}
+	d.CreatedAt, d.LastSeen = fromMS(created), fromMS(seen)
+	return d, nil
+}
+
+func (s *Store) DeviceByTokenHash(ctx context.Context, tokenHash []byte) (*store.Device, error) {
+	d, err := scanDevice(s.r.QueryRowContext(ctx, `SELECT `+deviceCols+` FROM devices WHERE token_hash = ?`, tokenHash))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("sqlite: device by token: %w", store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: device by token: %w", err)
+	}
+	return &d, nil
+}
+
+func (s *Store) ListDevices(ctx context.Context, localpart string) ([]store.Device, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT `+deviceCols+` FROM devices WHERE localpart = ? ORDER BY device_id`, localpart)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: list devices of %q: %w", localpart, err)
+	}
+	defer rows.Close()
+	var out []store.Device
+	for rows.Next() {
+		d, err := scanDevice(rows)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: list devices of %q: %w", localpart, err)
+		}
+		out = append(out, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: list devices of %q: %w", localpart, err)
+	}
+	return out, nil
+}
+
+func (s *Store) DeleteDevice(ctx context.Context, localpart, deviceID string) error {
+	return s.execOne(ctx, "delete device "+deviceID+" of "+localpart,
+		`DELETE FROM devices WHERE localpart = ? AND device_id = ?`, localpart, deviceID)
+}
+
+func (s *Store) DeleteAllDevices(ctx context.Context, localpart string) error {
+	if _, err := s.w.ExecContext(ctx, `DELETE FROM devices WHERE localpart = ?`, localpart); err != nil {
+		return fmt.Errorf("sqlite: delete devices of %q: %w", localpart, err)
+	}
+	return nil
+}
+
+func (s *Store) TouchDevice(ctx context.Context, localpart, deviceID string, at time.Time) error {
+	return s.execOne(ctx, "touch device "+deviceID+" of "+localpart,
+		`UPDATE devices SET last_seen = ? WHERE localpart = ? AND device_id = ?`, ms(at), localpart, deviceID)
+}
+
+// Stream writes.
+
+// beginStream takes the global stream lock: the process mutex, then the
+// writer connection with BEGIN IMMEDIATE (which also excludes any other
+// process on the same file). The returned function releases the mutex.
+func (s *Store) beginStream(ctx context.Context) (*sql.Tx, func(), error) {
+	s.streamMu.Lock()
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		s.streamMu.Unlock()
+		return nil, nil, fmt.Errorf("sqlite: begin: %w", err)
+	}
+	return tx, s.streamMu.Unlock, nil
+}
+
+func streamHead(ctx context.Context, tx *sql.Tx) (int64, error) {
+	var pos int64
+	if err := tx.QueryRowContext(ctx, `SELECT pos FROM stream_head WHERE id = 1`).Scan(&pos); err != nil {
+		return 0, fmt.Errorf("sqlite: read stream head: %w", err)
+	}
+	return pos, nil
+}
+
+func setStreamHead(ctx context.Context, tx *sql.Tx, pos int64) error {
+	if _, err := tx.ExecContext(ctx, `UPDATE stream_head SET pos = ? WHERE id = 1`, pos); err != nil {
+		return fmt.Errorf("sqlite: advance stream head: %w", err)
+	}
+	return nil
+}
+
+func (s *Store) WriteEvents(ctx context.Context, fn func(tx store.EventTx) error) error {
+	tx, unlock, err := s.beginStream(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	et := &eventTx{s: s, tx: tx}
+	if err := fn(et); err != nil {
+		return err
+	}
+	// A failed InsertEvent may have left half an event behind; never
+	// commit that, even if fn chose to ignore the error.
+	if et.err != nil {
+		return et.err
+	}
+	if et.last > 0 {
+		if err := setStreamHead(ctx, tx, et.last); err != nil {
+			return err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("sqlite: commit events: %w", err)
+	}
+	return nil
+}
+
+type eventTx struct {
+	s    *Store
+	tx   *sql.Tx
+	last int64 // last position handed out in this transaction; 0 if none
+	err  error // first InsertEvent failure; poisons the transaction
+}
+
+func (t *eventTx) GetRoom(ctx context.Context, roomID string) (*store.Room, error) {
+	return getRoom(ctx, t.tx, roomID)
+}
+
+func (t *eventTx) CreateRoom(ctx context.Context, r store.Room) error {
+	res, err := t.tx.ExecContext(ctx, `INSERT INTO rooms (room_id, version, creator, last_event_id, depth, created_at)
+		VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (room_id) DO NOTHING`,
+		r.RoomID, r.Version, r.Creator, r.LastEventID, r.Depth, ms(nowIfZero(r.CreatedAt)))
+	if err != nil {
+		return fmt.Errorf("sqlite: create room %q: %w", r.RoomID, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("sqlite: create room %q: %w", r.RoomID, err)
+	} else if n == 0 {
+		return fmt.Errorf("sqlite: create room %q: %w", r.RoomID, store.ErrExists)
+	}
+	return nil
+}
+
+func (t *eventTx) TxnEvent(ctx context.Context, k store.TxnKey) (string, error) {
+	return txnEvent(ctx, t.tx, k)
+}
+
+func (t *eventTx) CurrentState(ctx context.Context, roomID string) ([]store.Event, error) {
+	return currentState(ctx, t.tx, roomID)
+}
+
+func (t *eventTx) InsertEvent(ctx context.Context, e store.NewEvent) (int64, error) {
+	if t.err != nil {
+		return 0, t.err
+	}
+	pos, err := t.insertEvent(ctx, e)
+	if err != nil {
+		t.err = fmt.Errorf("sqlite: insert event %q: %w", e.EventID, err)
+		return 0, t.err
+	}
+	return pos, nil
+}
+
+func (t *eventTx) insertEvent(ctx context.Context, e store.NewEvent) (int64, error) {
+	if t.last == 0 {
+		head, err := streamHead(ctx, t.tx)
+		if err != nil {
+			return 0, err
+		}
+		t.last = head
+	}
+	pos := t.last + 1
+	st := func(s *sql.Stmt) *sql.Stmt { return t.tx.StmtContext(ctx, s) }
+	if _, err := st(t.s.insertEvent).ExecContext(ctx, pos, e.EventID, e.RoomID, e.Type, e.StateKey, e.Sender,
+		e.Depth, e.OriginTS, e.Membership, []byte(e.JSON)); err != nil {
+		if isConstraint(err, sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY) {
+			return 0, fmt.Errorf("room %q: %w", e.RoomID, store.ErrNotFound)
+		}
+		if isConstraint(err, sqlite3.SQLITE_CONSTRAINT_UNIQUE) {
+			return 0, fmt.Errorf("event: %w", store.ErrExists)
+		}
+		return 0, err
+	}
+	t.last = pos
+	if _, err := st(t.s.updateRoom).ExecContext(ctx, e.EventID, e.Depth, e.RoomID); err != nil {
+		return 0, err
+	}
+	if e.StateKey != nil {
+		if _, err := st(t.s.upsertState).ExecContext(ctx, e.RoomID, e.Type, *e.StateKey, pos, e.EventID, e.Membership); err != nil {
+			return 0, err
+		}
+	}
+	if e.Txn != nil {
+		if _, err := st(t.s.insertTxn).ExecContext(ctx, e.Txn.UserID, e.Txn.DeviceID, e.Txn.TxnID, e.EventID); err != nil {
+			if isConstraint(err, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY) {
+				return 0, fmt.Errorf("txn %q: %w", e.Txn.TxnID, store.ErrExists)
+			}
+			return 0, err
+		}
+	}
+	if _, err := st(t.s.insertOutbox).ExecContext(ctx, pos, e.EventID, e.RoomID); err != nil {
+		return 0, err
+	}
+	return pos, nil
+}
+
+// Reads.
+
+func (s *Store) MaxPos(ctx context.Context) (int64, error) {
+	var pos int64
+	if err := s.r.QueryRowContext(ctx, `SELECT pos FROM stream_head WHERE id = 1`).Scan(&pos); err != nil {
+		return 0, fmt.Errorf("sqlite: max pos: %w", err)
+	}
+	return pos, nil
+}
+
+func (s *Store) GetRoom(ctx context.Context, roomID string) (*store.Room, error) {
+	return getRoom(ctx, s.r, roomID)
+}
+
+func getRoom(ctx context.Context, q queryer, roomID string) (*store.Room, error) {
+	var r store.Room
+	var created int64
+	err := q.QueryRowContext(ctx, `SELECT room_id, version, creator, last_event_id, depth, created_at
+		FROM rooms WHERE room_id = ?`, roomID).
+		Scan(&r.RoomID, &r.Version, &r.Creator, &r.LastEventID, &r.Depth, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("sqlite: room %q: %w", roomID, store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: room %q: %w", roomID, err)
+	}
+	r.CreatedAt = fromMS(created)
+	return &r, nil
+}
+
+const eventCols = `e.pos, e.event_id, e.room_id, e.type, e.state_key, e.sender, e.depth, e.origin_ts, e.membership, e.json`
+
+func scanEvent(sc interface{ Scan(...any) error }) (store.Event, error) {
+	var e store.Event
+	var sk sql.NullString
+	var js []byte
+	if err := sc.Scan(&e.Pos, &e.EventID, &e.RoomID, &e.Type, &sk, &e.Sender, &e.Depth, &e.OriginTS, &e.Membership, &js); err != nil {
+		return e, err
+	}
+	if sk.Valid {
+		e.StateKey = &sk.String
+	}
+	e.JSON = js
+	return e, nil
+}
+
+func queryEvents(ctx context.Context, q queryer, what, query string, args ...any) ([]store.Event, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: %s: %w", what, err)
+	}
+	defer rows.Close()
+	var out []store.Event
+	for rows.Next() {
+		e, err := scanEvent(rows)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: %s: %w", what, err)
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: %s: %w", what, err)
+	}
+	return out, nil
+}
+
+func (s *Store) EventByID(ctx context.Context, eventID string) (*store.Event, error) {
+	e, err := scanEvent(s.r.QueryRowContext(ctx, `SELECT `+eventCols+` FROM events e WHERE e.event_id = ?`, eventID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("sqlite: event %q: %w", eventID, store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: event %q: %w", eventID, err)
+	}
+	return &e, nil
+}
+
+// EventsByID returns the stored events among eventIDs, in position order.
+func (s *Store) EventsByID(ctx context.Context, eventIDs []string) ([]store.Event, error) {
+	if len(eventIDs) == 0 {
+		return nil, nil
+	}
+	list, err := jsonList(eventIDs)
+	if err != nil {
+		return nil, err
+	}
+	return queryEvents(ctx, s.r, "events by id", `SELECT `+eventCols+` FROM events e
+		WHERE e.event_id IN (SELECT value FROM json_each(?)) ORDER BY e.pos`, list)
+}
+
+func (s *Store) RoomEvents(ctx context.Context, roomID string, from, to int64, limit int, dir store.Direction) ([]store.Event, error) {
+	order := "ASC"
+	if dir == store.Backward {
+		order = "DESC"
+	}
+	if limit <= 0 {
+		limit = -1 // SQLite: no limit
+	}
+	return queryEvents(ctx, s.r, "room events", `SELECT `+eventCols+` FROM events e
+		WHERE e.room_id = ? AND e.pos > ? AND e.pos <= ? ORDER BY e.pos `+order+` LIMIT ?`,
+		roomID, from, to, limit)
+}
+
+func (s *Store) StateEventsBetween(ctx context.Context, roomID string, from, to int64) ([]store.Event, error) {
+	return queryEvents(ctx, s.r, "state events", `SELECT `+eventCols+` FROM events e
+		WHERE e.room_id = ? AND e.state_key IS NOT NULL AND e.pos > ? AND e.pos <= ? ORDER BY e.pos`,
+		roomID, from, to)
+}
+
+// CurrentState returns the room's current state events in position order.
+func (s *Store) CurrentState(ctx context.Context, roomID string) ([]store.Event, error) {
+	return currentState(ctx, s.r, roomID)
+}
+
+func currentState(ctx context.Context, q queryer, roomID string) ([]store.Event, error) {
+	return queryEvents(ctx, q, "current state", `SELECT `+eventCols+` FROM current_state c
+		JOIN events e ON e.pos = c.pos WHERE c.room_id = ? ORDER BY e.pos`, roomID)
+}
+
+func (s *Store) CurrentStateEvent(ctx context.Context, roomID, evType, stateKey string) (*store.Event, error) {
+	e, err := scanEvent(s.r.QueryRowContext(ctx, `SELECT `+eventCols+` FROM current_state c
+		JOIN events e ON e.pos = c.pos WHERE c.room_id = ? AND c.type = ? AND c.state_key = ?`, roomID, evType, stateKey))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("sqlite: state %q/%q in %q: %w", evType, stateKey, roomID, store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: state %q/%q in %q: %w", evType, stateKey, roomID, err)
+	}
+	return &e, nil
+}
+
+func (s *Store) queryMemberships(ctx context.Context, what, query string, args ...any) ([]store.Membership, error) {
+	rows, err := s.r.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: %s: %w", what, err)
+	}
+	defer rows.Close()
+	var out []store.Membership
+	for rows.Next() {
+		var m store.Membership
+		if err := rows.Scan(&m.RoomID, &m.UserID, &m.Membership, &m.EventID, &m.Pos); err != nil {
+			return nil, fmt.Errorf("sqlite: %s: %w", what, err)
+		}
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: %s: %w", what, err)
+	}
+	return out, nil
+}
+
+// UserMemberships returns the user's memberships in position order.
+func (s *Store) UserMemberships(ctx context.Context, userID string) ([]store.Membership, error) {
+	return s.queryMemberships(ctx, "memberships of "+userID, `SELECT room_id, state_key, membership, event_id, pos
+		FROM current_state WHERE type = 'm.room.member' AND state_key = ? ORDER BY pos`, userID)
+}
+
+// RoomMembers returns the room's memberships ordered by user ID.
+func (s *Store) RoomMembers(ctx context.Context, roomID, membership string) ([]store.Membership, error) {
+	return s.queryMemberships(ctx, "members of "+roomID, `SELECT room_id, state_key, membership, event_id, pos
+		FROM current_state WHERE room_id = ? AND type = 'm.room.member' AND (? = '' OR membership = ?)
+		ORDER BY state_key`, roomID, membership, membership)
+}
+
+func (s *Store) TxnEvent(ctx context.Context, k store.TxnKey) (string, error) {
+	return txnEvent(ctx, s.r, k)
+}
+
+func txnEvent(ctx context.Context, q queryer, k store.TxnKey) (string, error) {
+	var id string
+	err := q.QueryRowContext(ctx, `SELECT event_id FROM txns WHERE user_id = ? AND device_id = ? AND txn_id = ?`,
+		k.UserID, k.DeviceID, k.TxnID).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("sqlite: txn %q: %w", k.TxnID, store.ErrNotFound)
+	}
+	if err != nil {
+		return "", fmt.Errorf("sqlite: txn %q: %w", k.TxnID, err)
+	}
+	return id, nil
+}
+
+// Aliases.
+
+func (s *Store) PutAlias(ctx context.Context, alias, roomID, creator string) error {
+	res, err := s.w.ExecContext(ctx, `INSERT INTO aliases (alias, room_id, creator, created_at) VALUES (?, ?, ?, ?)
+		ON CONFLICT (alias) DO NOTHING`, alias, roomID, creator, ms(time.Now()))
+	if err != nil {
+		return fmt.Errorf("sqlite: put alias %q: %w", alias, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("sqlite: put alias %q: %w", alias, err)
+	} else if n == 0 {
+		return fmt.Errorf("sqlite: put alias %q: %w", alias, store.ErrExists)
+	}
+	return nil
+}
+
+func (s *Store) ResolveAlias(ctx context.Context, alias string) (string, error) {
+	var roomID string
+	err := s.r.QueryRowContext(ctx, `SELECT room_id FROM aliases WHERE alias = ?`, alias).Scan(&roomID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("sqlite: alias %q: %w", alias, store.ErrNotFound)
+	}
+	if err != nil {
+		return "", fmt.Errorf("sqlite: alias %q: %w", alias, err)
+	}
+	return roomID, nil
+}
+
+func (s *Store) DeleteAlias(ctx context.Context, alias string) error {
+	return s.execOne(ctx, "delete alias "+alias, `DELETE FROM aliases WHERE alias = ?`, alias)
+}
+
+// Account data and receipts.
+
+// writeAtNextPos runs one upsert at the next stream position under the
+// global stream lock.
+func (s *Store) writeAtNextPos(ctx context.Context, what string, write func(tx *sql.Tx, pos int64) error) (int64, error) {
+	tx, unlock, err := s.beginStream(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer unlock()
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	head, err := streamHead(ctx, tx)
+	if err != nil {
+		return 0, err
+	}
+	pos := head + 1
+	if err := write(tx, pos); err != nil {
+		return 0, fmt.Errorf("sqlite: %s: %w", what, err)
+	}
+	if err := setStreamHead(ctx, tx, pos); err != nil {
+		return 0, err
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("sqlite: %s: commit: %w", what, err)
+	}
+	return pos, nil
+}
+
+func (s *Store) PutAccountData(ctx context.Context, d store.AccountData) (int64, error) {
+	return s.writeAtNextPos(ctx, "put account data "+d.Type, func(tx *sql.Tx, pos int64) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO account_data (user_id, room_id, type, content, pos) VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT (user_id, room_id, type) DO UPDATE SET content = excluded.content, pos = excluded.pos`,
+			d.UserID, d.RoomID, d.Type, []byte(d.Content), pos)
+		return err
+	})
+}
+
+const accountDataCols = `user_id, room_id, type, content, pos`
+
+func scanAccountData(sc interface{ Scan(...any) error }) (store.AccountData, error) {
+	var d store.AccountData
+	var content []byte
+	err := sc.Scan(&d.UserID, &d.RoomID, &d.Type, &content, &d.Pos)
+	d.Content = content
+	return d, err
+}
+
+func (s *Store) GetAccountData(ctx context.Context, userID, roomID, typ string) (*store.AccountData, error) {
+	d, err := scanAccountData(s.r.QueryRowContext(ctx, `SELECT `+accountDataCols+` FROM account_data
+		WHERE user_id = ? AND room_id = ? AND type = ?`, userID, roomID, typ))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("sqlite: account data %q: %w", typ, store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: account data %q: %w", typ, err)
+	}
+	return &d, nil
+}
+
+func (s *Store) AccountDataSince(ctx context.Context, userID string, from, to int64) ([]store.AccountData, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT `+accountDataCols+` FROM account_data
+		WHERE user_id = ? AND pos > ? AND pos <= ? ORDER BY pos`, userID, from, to)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: account data since: %w", err)
+	}
+	defer rows.Close()
+	var out []store.AccountData
+	for rows.Next() {
+		d, err := scanAccountData(rows)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: account data since: %w", err)
+		}
+		out = append(out, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: account data since: %w", err)
+	}
+	return out, nil
+}
+
+func (s *Store) PutReceipt(ctx context.Context, r store.Receipt) (int64, error) {
+	return s.writeAtNextPos(ctx, "put receipt", func(tx *sql.Tx, pos int64) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO receipts (room_id, user_id, type, event_id, ts, pos) VALUES (?, ?, ?, ?, ?, ?)
+			ON CONFLICT (room_id, user_id, type) DO UPDATE SET event_id = excluded.event_id, ts = excluded.ts, pos = excluded.pos`,
+			r.RoomID, r.UserID, r.Type, r.EventID, r.TS, pos)
+		return err
+	})
+}
+
+// ReceiptsSince returns the receipts of roomIDs with from < pos <= to, in
+// position order.
+func (s *Store) ReceiptsSince(ctx context.Context, roomIDs []string, from, to int64) ([]store.Receipt, error) {
+	if len(roomIDs) == 0 {
+		return nil, nil
+	}
+	list, err := jsonList(roomIDs)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT room_id, user_id, type, event_id, ts, pos FROM receipts
+		WHERE room_id IN (SELECT value FROM json_each(?)) AND pos > ? AND pos <= ? ORDER BY pos`, list, from, to)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: receipts since: %w", err)
+	}
+	defer rows.Close()
+	var out []store.Receipt
+	for rows.Next() {
+		var r store.Receipt
+		if err := rows.Scan(&r.RoomID, &r.UserID, &r.Type, &r.EventID, &r.TS, &r.Pos); err != nil {
+			return nil, fmt.Errorf("sqlite: receipts since: %w", err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: receipts since: %w", err)
+	}
+	return out, nil
+}
+
+// Filters.
+
+// PutFilter returns the filter's row ID in decimal: unique across users,
+// hence per user, and short.
+func (s *Store) PutFilter(ctx context.Context, userID string, filter json.RawMessage) (string, error) {
+	var id int64
+	if err := s.w.QueryRowContext(ctx, `INSERT INTO filters (user_id, filter) VALUES (?, ?) RETURNING id`,
+		userID, []byte(filter)).Scan(&id); err != nil {
+		return "", fmt.Errorf("sqlite: put filter: %w", err)
+	}
+	return strconv.FormatInt(id, 10), nil
+}
+
+func (s *Store) GetFilter(ctx context.Context, userID, filterID string) (json.RawMessage, error) {
+	id, err := strconv.ParseInt(filterID, 10, 64)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: filter %q: %w", filterID, store.ErrNotFound)
+	}
+	var f []byte
+	err = s.r.QueryRowContext(ctx, `SELECT filter FROM filters WHERE id = ? AND user_id = ?`, id, userID).Scan(&f)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("sqlite: filter %q: %w", filterID, store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: filter %q: %w", filterID, err)
+	}
+	return f, nil
+}
+
+// Outbox.
+
+// PendingOutbox returns up to limit entries (all if limit <= 0), oldest first.
+func (s *Store) PendingOutbox(ctx context.Context, limit int) ([]store.OutboxEntry, error) {
+	if limit <= 0 {
+		limit = -1
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT pos, event_id, room_id FROM outbox ORDER BY pos LIMIT ?`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: pending outbox: %w", err)
+	}
+	defer rows.Close()
+	var out []store.OutboxEntry
+	for rows.Next() {
+		var o store.OutboxEntry
+		if err := rows.Scan(&o.Pos, &o.EventID, &o.RoomID); err != nil {
+			return nil, fmt.Errorf("sqlite: pending outbox: %w", err)
+		}
+		out = append(out, o)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: pending outbox: %w", err)
+	}
+	return out, nil
+}
+
+func (s *Store) DeleteOutbox(ctx context.Context, positions []int64) error {
+	if len(positions) == 0 {
+		return nil
+	}
+	list, err := jsonList(positions)
+	if err != nil {
+		return err
+	}
+	if _, err := s.w.ExecContext(ctx, `DELETE FROM outbox WHERE pos IN (SELECT value FROM json_each(?))`, list); err != nil {
+		return fmt.Errorf("sqlite: delete outbox: %w", err)
+	}
+	return nil
+}
+
+// Meta.
+
+func (s *Store) GetMeta(ctx context.Context, key string) (string, error) {
+	var v string
+	err := s.r.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, key).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("sqlite: meta %q: %w", key, store.ErrNotFound)
+	}
+	if err != nil {
+		return "", fmt.Errorf("sqlite: meta %q: %w", key, err)
+	}
+	return v, nil
+}
+
+func (s *Store) PutMeta(ctx context.Context, key, value string) error {
+	if _, err := s.w.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES (?, ?)
+		ON CONFLICT (key) DO UPDATE SET value = excluded.value`, key, value); err != nil {
+		return fmt.Errorf("sqlite: put meta %q: %w", key, err)
+	}
+	return nil
+}

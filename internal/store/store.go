@@ -1,0 +1,215 @@
+// Package store is the hub's persistence seam. Two dialects implement it
+// (sqlite for the embedded default, postgres for production) and one
+// conformance suite (storetest) holds both to the same behaviour.
+//
+// Positions: every row that /sync must notice (events, account data,
+// receipts) takes its position from one hub-wide, strictly increasing
+// sequence. Positions are only allocated inside a write that holds the
+// store's global stream lock, so positions become visible in commit order:
+// a reader that sees position N has already seen every position below N.
+// That is what makes a single integer a correct /sync token across several
+// hub instances sharing one database.
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+)
+
+// Sentinel errors callers branch on.
+var (
+	ErrNotFound = errors.New("store: not found")
+	ErrExists   = errors.New("store: already exists")
+)
+
+// Account is a local user.
+type Account struct {
+	Localpart    string
+	PasswordHash string // bcrypt; empty means password login is disabled
+	Admin        bool
+	DisplayName  string
+	AvatarURL    string
+	CreatedAt    time.Time
+}
+
+// Device is one login session of an account. The access token itself is
+// never stored: only its SHA-256 (TokenHash).
+type Device struct {
+	Localpart   string
+	DeviceID    string
+	DisplayName string
+	TokenHash   []byte
+	CreatedAt   time.Time
+	LastSeen    time.Time
+}
+
+// Room is the head of a room's (linear, locally built) event graph.
+type Room struct {
+	RoomID      string
+	Version     string
+	Creator     string
+	LastEventID string // the single forward extremity
+	Depth       int64
+	CreatedAt   time.Time
+}
+
+// Event is a stored PDU plus where it sits in the hub's stream.
+type Event struct {
+	Pos      int64
+	EventID  string
+	RoomID   string
+	Type     string
+	StateKey *string
+	Sender   string
+	Depth    int64
+	OriginTS int64
+	// JSON is the full signed PDU as it goes over federation.
+	JSON json.RawMessage
+	// Membership is the membership value for m.room.member events, else "".
+	Membership string
+}
+
+// NewEvent is what the room server hands to InsertEvent.
+type NewEvent struct {
+	Event
+	// Txn, when set, records the client transaction that produced the event
+	// in the same database transaction, so a retried send (even after a
+	// restart) finds the event instead of creating a second one.
+	Txn *TxnKey
+}
+
+// TxnKey scopes a client transaction ID as the Matrix spec does: per device.
+type TxnKey struct {
+	UserID   string
+	DeviceID string
+	TxnID    string
+}
+
+// Membership is a user's current membership of one room.
+type Membership struct {
+	RoomID     string
+	UserID     string
+	Membership string // join, invite, leave, ban, knock
+	EventID    string
+	Pos        int64 // position of the membership event
+}
+
+// AccountData is a global (RoomID == "") or per-room account data entry.
+type AccountData struct {
+	UserID  string
+	RoomID  string
+	Type    string
+	Content json.RawMessage
+	Pos     int64
+}
+
+// Receipt is a read receipt (m.read, m.read.private) or the fully-read
+// marker is kept as room account data instead.
+type Receipt struct {
+	RoomID  string
+	UserID  string
+	Type    string
+	EventID string
+	TS      int64
+	Pos     int64
+}
+
+// OutboxEntry is an accepted event not yet confirmed published to NATS.
+type OutboxEntry struct {
+	Pos     int64
+	EventID string
+	RoomID  string
+}
+
+// Direction of a timeline read.
+type Direction int
+
+const (
+	Forward  Direction = iota // ascending positions
+	Backward                  // descending positions
+)
+
+// Store is everything the hub persists. Implementations must be safe for
+// concurrent use.
+type Store interface {
+	// Ping checks the database is reachable (readiness).
+	Ping(ctx context.Context) error
+	Close() error
+
+	// Accounts and devices.
+	CreateAccount(ctx context.Context, a Account) error // ErrExists
+	GetAccount(ctx context.Context, localpart string) (*Account, error)
+	SetDisplayName(ctx context.Context, localpart, name string) error
+	SetAvatarURL(ctx context.Context, localpart, url string) error
+	CreateDevice(ctx context.Context, d Device) error // replaces a device with the same ID
+	DeviceByTokenHash(ctx context.Context, tokenHash []byte) (*Device, error)
+	ListDevices(ctx context.Context, localpart string) ([]Device, error)
+	DeleteDevice(ctx context.Context, localpart, deviceID string) error
+	DeleteAllDevices(ctx context.Context, localpart string) error
+	TouchDevice(ctx context.Context, localpart, deviceID string, at time.Time) error
+
+	// WriteEvents runs fn while holding the global stream lock (a Postgres
+	// advisory lock held to commit; SQLite's single writer), in one
+	// transaction. Everything fn inserts commits together or not at all.
+	WriteEvents(ctx context.Context, fn func(tx EventTx) error) error
+
+	// Reads for /sync, /messages and the room server.
+	MaxPos(ctx context.Context) (int64, error)
+	GetRoom(ctx context.Context, roomID string) (*Room, error)
+	EventByID(ctx context.Context, eventID string) (*Event, error)
+	EventsByID(ctx context.Context, eventIDs []string) ([]Event, error) // missing IDs are skipped
+	// RoomEvents returns events of a room with from < pos <= to (Forward, the
+	// first `limit` of them) or the last `limit` of them (Backward, returned
+	// newest first).
+	RoomEvents(ctx context.Context, roomID string, from, to int64, limit int, dir Direction) ([]Event, error)
+	// StateEventsBetween returns the state events of a room with from < pos <= to, ascending.
+	StateEventsBetween(ctx context.Context, roomID string, from, to int64) ([]Event, error)
+	CurrentState(ctx context.Context, roomID string) ([]Event, error)
+	CurrentStateEvent(ctx context.Context, roomID, evType, stateKey string) (*Event, error)
+	// UserMemberships returns the user's current membership in every room
+	// where the user has one.
+	UserMemberships(ctx context.Context, userID string) ([]Membership, error)
+	// RoomMembers returns current memberships of a room, optionally only
+	// those with the given membership value ("" = all).
+	RoomMembers(ctx context.Context, roomID, membership string) ([]Membership, error)
+	TxnEvent(ctx context.Context, k TxnKey) (string, error) // ErrNotFound
+
+	// Aliases.
+	PutAlias(ctx context.Context, alias, roomID, creator string) error // ErrExists
+	ResolveAlias(ctx context.Context, alias string) (string, error)
+	DeleteAlias(ctx context.Context, alias string) error
+
+	// Account data, receipts (stream positions are allocated under the
+	// global stream lock).
+	PutAccountData(ctx context.Context, d AccountData) (int64, error)
+	GetAccountData(ctx context.Context, userID, roomID, typ string) (*AccountData, error)
+	AccountDataSince(ctx context.Context, userID string, from, to int64) ([]AccountData, error)
+	PutReceipt(ctx context.Context, r Receipt) (int64, error)
+	ReceiptsSince(ctx context.Context, roomIDs []string, from, to int64) ([]Receipt, error)
+
+	// Filters.
+	PutFilter(ctx context.Context, userID string, filter json.RawMessage) (string, error)
+	GetFilter(ctx context.Context, userID, filterID string) (json.RawMessage, error)
+
+	// Outbox: the relay to NATS.
+	PendingOutbox(ctx context.Context, limit int) ([]OutboxEntry, error)
+	DeleteOutbox(ctx context.Context, positions []int64) error
+
+	// Key/value for small hub-level facts (e.g. the schema owner's notes).
+	GetMeta(ctx context.Context, key string) (string, error)
+	PutMeta(ctx context.Context, key, value string) error
+}
+
+// EventTx is the room server's view inside WriteEvents.
+type EventTx interface {
+	GetRoom(ctx context.Context, roomID string) (*Room, error)
+	CreateRoom(ctx context.Context, r Room) error // ErrExists
+	TxnEvent(ctx context.Context, k TxnKey) (string, error)
+	CurrentState(ctx context.Context, roomID string) ([]Event, error)
+	// InsertEvent allocates the next position, stores the event, updates
+	// the room head (last event, depth), the current state (for state
+	// events), the txn record and adds an outbox row. It returns the position.
+	InsertEvent(ctx context.Context, e NewEvent) (int64, error)
+}
