@@ -49,6 +49,7 @@ type bench struct {
 	roomIDs      []string
 	loops        []*syncLoop
 	syncCounters syncCounters
+	server       string
 
 	mu       sync.RWMutex
 	trackers map[string]*tracker
@@ -99,6 +100,16 @@ func (b *bench) trackerFor(run string) *tracker {
 // setup creates users and rooms and brings every member's sync loop to the
 // present. The returned function stops the sync loops.
 func (b *bench) setup(ctx context.Context) (stop func(), err error) {
+	pctx, cancel := b.withTimeout(ctx)
+	err = b.api.checkClientAPI(pctx)
+	if err == nil {
+		b.server = b.api.serverVersion(pctx)
+	}
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+
 	t0 := time.Now()
 	if err := b.registerAll(ctx); err != nil {
 		return nil, err
@@ -193,6 +204,7 @@ func (b *bench) phase(ctx context.Context, run string, rate float64) *Report {
 	rep := &Report{
 		Run:         run,
 		Homeserver:  b.cfg.hs,
+		Server:      b.server,
 		Interrupted: ctx.Err() != nil,
 		TargetRate:  rate,
 		Users:       b.cfg.users,

@@ -103,6 +103,12 @@ func (ev *fakeEvent) json() map[string]any {
 
 func (f *fakeHS) handler() http.Handler {
 	mux := http.NewServeMux()
+	mux.HandleFunc("GET /_matrix/client/versions", func(w http.ResponseWriter, r *http.Request) {
+		reply(w, 200, map[string]any{"versions": []string{"v1.11"}})
+	})
+	mux.HandleFunc("GET /_matrix/federation/v1/version", func(w http.ResponseWriter, r *http.Request) {
+		reply(w, 200, map[string]any{"server": map[string]string{"name": "fakehs", "version": "0"}})
+	})
 	mux.HandleFunc("GET /_synapse/admin/v1/register", func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
 		n := f.next("nonce")

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -51,8 +52,8 @@ func TestBenchClosedLoopClean(t *testing.T) {
 		t.Errorf("sample counts send/delivery/echo = %d/%d/%d, want 60 each",
 			rep.SendLatency.Count, rep.DeliveryLatency.Count, rep.EchoLatency.Count)
 	}
-	if !rep.OK || rep.Sync.Loops != 4 {
-		t.Errorf("ok %v, sync %+v", rep.OK, rep.Sync)
+	if !rep.OK || rep.Sync.Loops != 4 || rep.Server != "fakehs 0" {
+		t.Errorf("ok %v, sync %+v, server %q", rep.OK, rep.Sync, rep.Server)
 	}
 	if got := f.count(func() int { return f.sends }); got != 60 {
 		t.Errorf("server stored %d messages, want 60", got)
@@ -160,6 +161,17 @@ func TestBenchSharedSecretAndRerun(t *testing.T) {
 	code, _, logs := runBench(t, url, "--shared-secret", "wrong", "--messages", "1")
 	if code != exitSetup || !strings.Contains(logs, "403") {
 		t.Errorf("wrong secret: exit %d, want %d\n%s", code, exitSetup, logs)
+	}
+}
+
+// A URL that is not a homeserver fails at once rather than after the
+// setup retries.
+func TestBenchNotAHomeserver(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	t.Cleanup(srv.Close)
+	code, _, logs := runBench(t, srv.URL, "--messages", "1")
+	if code != exitSetup || !strings.Contains(logs, "does not answer as a Matrix homeserver") {
+		t.Errorf("exit %d, want %d\n%s", code, exitSetup, logs)
 	}
 }
 

@@ -75,6 +75,12 @@ shared-secret admin API (/_synapse/admin/v1/register); otherwise through open re
 existing user (M_USER_IN_USE) is logged in with --password instead, so a
 rerun with the same --user-prefix reuses its accounts. Rooms are always new.
 
+Server preparation: the bench sends far faster than any person, so the
+server's per-user rate limits must be raised or disabled first, or most
+sends are refused with 429 (Synapse: rc_message, rc_registration, rc_login,
+rc_joins). Failed sends are reported by status and kept out of the latency
+figures.
+
 Exit status: 0 all accepted messages delivered exactly once to every member;
 1 some were lost or duplicated (the sender's own echo included); 2 bad
 flags; 3 setup failed (registration, rooms, initial sync).

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -178,6 +179,34 @@ func (a *api) doJSON(ctx context.Context, method, path, token string, body, out 
 	}
 	if err := json.Unmarshal(b, out); err != nil {
 		return fmt.Errorf("%s %s: decoding response: %w", method, path, err)
+	}
+	return nil
+}
+
+// serverVersion names the implementation for the report, best effort: the
+// federation version endpoint is the only standard place that says which
+// server this is, and it is often not exposed on the client port.
+func (a *api) serverVersion(ctx context.Context) string {
+	var out struct {
+		Server struct {
+			Name    string `json:"name"`
+			Version string `json:"version"`
+		} `json:"server"`
+	}
+	if a.doJSON(ctx, http.MethodGet, "/_matrix/federation/v1/version", "", nil, &out) != nil || out.Server.Name == "" {
+		return ""
+	}
+	return strings.TrimSpace(out.Server.Name + " " + out.Server.Version)
+}
+
+// checkClientAPI fails fast, without setup's retries, when --hs does not
+// point at a Matrix client API at all.
+func (a *api) checkClientAPI(ctx context.Context) error {
+	var out struct {
+		Versions []string `json:"versions"`
+	}
+	if err := a.doJSON(ctx, http.MethodGet, "/_matrix/client/versions", "", nil, &out); err != nil {
+		return fmt.Errorf("%s does not answer as a Matrix homeserver: %w", a.base, err)
 	}
 	return nil
 }

@@ -14,8 +14,10 @@ import (
 // Report is one load phase's result. Its JSON form is the record meant to
 // be kept next to the server version and configuration it measured.
 type Report struct {
-	Run         string  `json:"run"`
-	Homeserver  string  `json:"homeserver"`
+	Run        string `json:"run"`
+	Homeserver string `json:"homeserver"`
+	// Implementation and version, when the server says.
+	Server      string  `json:"server,omitempty"`
 	Interrupted bool    `json:"interrupted,omitempty"`
 	Mode        string  `json:"mode"`
 	TargetRate  float64 `json:"target_rate,omitempty"`
@@ -78,12 +80,15 @@ func latencyLine(s Summary) string {
 	if s.Count == 0 {
 		return "-"
 	}
-	return fmt.Sprintf("p50 %.2f\tp95 %.2f\tp99 %.2f\tmax %.2f\t(n=%d, mean %.2f)", s.P50, s.P95, s.P99, s.Max, s.Count, s.Mean)
+	return fmt.Sprintf("p50 %.2f  p95 %.2f  p99 %.2f  max %.2f  (n=%d, mean %.2f)", s.P50, s.P95, s.P99, s.Max, s.Count, s.Mean)
 }
 
 func (r *Report) writeText(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "run %s against %s", r.Run, r.Homeserver)
+	if r.Server != "" {
+		fmt.Fprintf(tw, " (%s)", r.Server)
+	}
 	if r.Interrupted {
 		fmt.Fprint(tw, " (interrupted)")
 	}
@@ -95,10 +100,10 @@ func (r *Report) writeText(w io.Writer) {
 	} else {
 		fmt.Fprintf(tw, "load\tclosed loop, %d senders, warmup %.1fs\n", r.Concurrency, r.WarmupS)
 	}
-	fmt.Fprintf(tw, "sends\tattempted %d\taccepted %d\tfailed %d%s\n",
+	fmt.Fprintf(tw, "sends\tattempted %d  accepted %d  failed %d%s\n",
 		r.Sends.Attempted, r.Sends.Accepted, r.Sends.Failed, byStatus(r.Sends.FailedByStatus))
 	if r.Sends.WarmupAttempted > 0 {
-		fmt.Fprintf(tw, "\twarmup: attempted %d\taccepted %d\n", r.Sends.WarmupAttempted, r.Sends.WarmupAccepted)
+		fmt.Fprintf(tw, "\twarmup: attempted %d  accepted %d\n", r.Sends.WarmupAttempted, r.Sends.WarmupAccepted)
 	}
 	fmt.Fprintf(tw, "throughput\t%.1f accepted msg/s over %.2fs\n", r.AcceptedPerSec, r.WindowS)
 	fmt.Fprintf(tw, "send latency ms\t%s\n", latencyLine(r.SendLatency))
@@ -108,12 +113,12 @@ func (r *Report) writeText(w io.Writer) {
 	fmt.Fprintf(tw, "delivery latency ms\t%s\n", latencyLine(r.DeliveryLatency))
 	fmt.Fprintf(tw, "own echo latency ms\t%s\n", latencyLine(r.EchoLatency))
 	d := r.Deliveries
-	fmt.Fprintf(tw, "deliveries\texpected %d\tdelivered %d\tlost %d\tduplicated %d\n", d.Expected, d.Delivered, d.Lost, d.Duplicated)
-	fmt.Fprintf(tw, "own echo\texpected %d\tdelivered %d\tlost %d\tduplicated %d\n", d.EchoExpected, d.EchoDelivered, d.EchoLost, d.EchoDuplicated)
+	fmt.Fprintf(tw, "deliveries\texpected %d  delivered %d  lost %d  duplicated %d\n", d.Expected, d.Delivered, d.Lost, d.Duplicated)
+	fmt.Fprintf(tw, "own echo\texpected %d  delivered %d  lost %d  duplicated %d\n", d.EchoExpected, d.EchoDelivered, d.EchoLost, d.EchoDuplicated)
 	if d.DeliveredWithoutAck > 0 || d.Unknown > 0 || d.GapRecovered > 0 {
-		fmt.Fprintf(tw, "\tdelivered without ack %d\tunknown %d\trecovered from gaps %d\n", d.DeliveredWithoutAck, d.Unknown, d.GapRecovered)
+		fmt.Fprintf(tw, "\tdelivered without ack %d  unknown %d  recovered from gaps %d\n", d.DeliveredWithoutAck, d.Unknown, d.GapRecovered)
 	}
-	fmt.Fprintf(tw, "sync\terrors %d\tlimited timelines %d\tunresolved gaps %d\tforeign events %d\n",
+	fmt.Fprintf(tw, "sync\terrors %d  limited timelines %d  unresolved gaps %d  foreign events %d\n",
 		r.Sync.Errors, r.Sync.Limited, r.Sync.GapsUnresolved, r.Sync.Foreign)
 	fmt.Fprintf(tw, "drain\t%.2fs\n", r.DrainS)
 	h := r.HTTP

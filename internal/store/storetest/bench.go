@@ -25,7 +25,6 @@ func BenchmarkWriteEvents(b *testing.B, s store.Store) {
 	}
 	var depth int64
 	n := 0
-	b.ResetTimer()
 	for b.Loop() {
 		err := s.WriteEvents(ctx, func(tx store.EventTx) error {
 			for range EventsPerTx {

@@ -1,0 +1,317 @@
+package hub_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/eimis-hub/eimis/internal/hub/hubtest"
+	"github.com/eimis-hub/eimis/internal/store/pgtest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// syncUntil long-polls until pred holds for the accumulated timeline
+// events, and returns the next since token.
+func syncUntil(t *testing.T, cli *mautrix.Client, since string, pred func(evs []*event.Event) bool) (string, []*event.Event) {
+	t.Helper()
+	ctx := ctxT(t)
+	var seen []*event.Event
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := cli.SyncRequest(ctx, 5000, since, "", false, "")
+		if err != nil {
+			t.Fatalf("sync: %v", err)
+		}
+		since = resp.NextBatch
+		for roomID, r := range resp.Rooms.Join {
+			for _, e := range r.Timeline.Events {
+				e.RoomID = roomID
+				seen = append(seen, e)
+			}
+		}
+		if pred(seen) {
+			return since, seen
+		}
+	}
+	t.Fatalf("sync condition not met; saw %d events", len(seen))
+	return "", nil
+}
+
+func hasBody(body string) func([]*event.Event) bool {
+	return func(evs []*event.Event) bool {
+		for _, e := range evs {
+			if e.Type == event.EventMessage && e.Content.Raw["body"] == body {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+func respErr(err error) string {
+	var he mautrix.HTTPError
+	if errors.As(err, &he) && he.RespError != nil {
+		return he.RespError.ErrCode
+	}
+	return fmt.Sprintf("not a Matrix error: %v", err)
+}
+
+// TestChat drives an everyday conversation through the public API with a
+// real Matrix client, on both databases.
+func TestChat(t *testing.T) {
+	for _, dialect := range hubtest.Dialects {
+		t.Run(dialect, func(t *testing.T) {
+			h := hubtest.Start(t, hubtest.Options{Dialect: dialect})
+			alice := h.NewUser(t, "alice")
+			bob := h.NewUser(t, "bob")
+			carol := h.NewUser(t, "carol")
+			ctx := ctxT(t)
+
+			who, err := alice.Whoami(ctx)
+			if err != nil || who.UserID != "@alice:hub.test" {
+				t.Fatalf("whoami = %+v, %v", who, err)
+			}
+
+			// Bob's initial sync before anything happens.
+			bobSince, _ := syncUntil(t, bob, "", func([]*event.Event) bool { return true })
+
+			room, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{
+				Name: "Staff room", Topic: "Coordination", Invite: []id.UserID{bob.UserID}, Preset: "private_chat",
+			})
+			if err != nil {
+				t.Fatalf("createRoom: %v", err)
+			}
+
+			// Bob sees the invite in an incremental sync, then joins.
+			ictx, cancel := context.WithTimeout(ctx, 20*time.Second)
+			for {
+				resp, err := bob.SyncRequest(ictx, 5000, bobSince, "", false, "")
+				if err != nil {
+					t.Fatalf("bob sync: %v", err)
+				}
+				bobSince = resp.NextBatch
+				if _, ok := resp.Rooms.Invite[room.RoomID]; ok {
+					break
+				}
+			}
+			cancel()
+			if _, err := bob.JoinRoomByID(ctx, room.RoomID); err != nil {
+				t.Fatalf("join: %v", err)
+			}
+
+			// Carol was not invited: joining is forbidden.
+			if _, err := carol.JoinRoomByID(ctx, room.RoomID); respErr(err) != "M_FORBIDDEN" {
+				t.Fatalf("uninvited join: want M_FORBIDDEN, got %v", err)
+			}
+			// Carol cannot send either.
+			if _, err := carol.SendText(ctx, room.RoomID, "intrusion"); respErr(err) != "M_FORBIDDEN" {
+				t.Fatalf("send by non-member: want M_FORBIDDEN, got %v", err)
+			}
+
+			// Idempotent send: the same txnId twice gives one event.
+			r1, err := alice.SendMessageEvent(ctx, room.RoomID, event.EventMessage,
+				map[string]any{"msgtype": "m.text", "body": "hello bob"}, mautrix.ReqSendEvent{TransactionID: "txn-1"})
+			if err != nil {
+				t.Fatalf("send: %v", err)
+			}
+			r2, err := alice.SendMessageEvent(ctx, room.RoomID, event.EventMessage,
+				map[string]any{"msgtype": "m.text", "body": "hello bob"}, mautrix.ReqSendEvent{TransactionID: "txn-1"})
+			if err != nil || r2.EventID != r1.EventID {
+				t.Fatalf("retried send: %v, %s != %s", err, r2.EventID, r1.EventID)
+			}
+			bobSince, evs := syncUntil(t, bob, bobSince, hasBody("hello bob"))
+			count := 0
+			for _, e := range evs {
+				if e.ID == r1.EventID {
+					count++
+				}
+			}
+			if count != 1 {
+				t.Fatalf("event delivered %d times", count)
+			}
+
+			// Bob answers; Alice reads it through /messages.
+			if _, err := bob.SendText(ctx, room.RoomID, "hi alice"); err != nil {
+				t.Fatalf("bob send: %v", err)
+			}
+			msgs, err := alice.Messages(ctx, room.RoomID, "", "", mautrix.DirectionBackward, nil, 2)
+			if err != nil {
+				t.Fatalf("messages: %v", err)
+			}
+			if len(msgs.Chunk) != 2 || msgs.Chunk[0].Content.Raw["body"] != "hi alice" || msgs.End == "" {
+				t.Fatalf("messages chunk = %d events, end %q", len(msgs.Chunk), msgs.End)
+			}
+			older, err := alice.Messages(ctx, room.RoomID, msgs.End, "", mautrix.DirectionBackward, nil, 100)
+			if err != nil {
+				t.Fatalf("messages page 2: %v", err)
+			}
+			if len(older.Chunk) == 0 || older.Chunk[len(older.Chunk)-1].Type != event.StateCreate {
+				t.Fatalf("paging back did not reach the create event")
+			}
+
+			// State: name set at creation, then changed.
+			var name event.RoomNameEventContent
+			if err := bob.StateEvent(ctx, room.RoomID, event.StateRoomName, "", &name); err != nil || name.Name != "Staff room" {
+				t.Fatalf("name = %q, %v", name.Name, err)
+			}
+			if _, err := alice.SendStateEvent(ctx, room.RoomID, event.StateTopic, "", map[string]any{"topic": "new"}); err != nil {
+				t.Fatalf("set topic: %v", err)
+			}
+			// Bob (power 0) cannot rename the room (state_default 50).
+			if _, err := bob.SendStateEvent(ctx, room.RoomID, event.StateRoomName, "", map[string]any{"name": "x"}); respErr(err) != "M_FORBIDDEN" {
+				t.Fatalf("rename by PL0: want M_FORBIDDEN, got %v", err)
+			}
+			members, err := alice.JoinedMembers(ctx, room.RoomID)
+			if err != nil || len(members.Joined) != 2 {
+				t.Fatalf("joined members = %v, %v", members, err)
+			}
+
+			// Typing and receipts reach the other side as ephemeral events.
+			if _, err := alice.UserTyping(ctx, room.RoomID, true, 10*time.Second); err != nil {
+				t.Fatalf("typing: %v", err)
+			}
+			if err := alice.SendReceipt(ctx, room.RoomID, r1.EventID, event.ReceiptTypeRead, nil); err != nil {
+				t.Fatalf("receipt: %v", err)
+			}
+			gotTyping, gotReceipt := false, false
+			for i := 0; i < 10 && !(gotTyping && gotReceipt); i++ {
+				resp, err := bob.SyncRequest(ctx, 3000, bobSince, "", false, "")
+				if err != nil {
+					t.Fatalf("sync: %v", err)
+				}
+				bobSince = resp.NextBatch
+				if jr := resp.Rooms.Join[room.RoomID]; jr != nil {
+					for _, e := range jr.Ephemeral.Events {
+						switch e.Type.Type {
+						case "m.typing":
+							if ids, _ := e.Content.Raw["user_ids"].([]any); len(ids) == 1 && ids[0] == string(alice.UserID) {
+								gotTyping = true
+							}
+						case "m.receipt":
+							gotReceipt = strings.Contains(fmt.Sprint(e.Content.Raw), string(alice.UserID))
+						}
+					}
+				}
+			}
+			if !gotTyping || !gotReceipt {
+				t.Fatalf("ephemeral: typing %v receipt %v", gotTyping, gotReceipt)
+			}
+
+			// Bob leaves; the room moves to his leave section.
+			if _, err := bob.LeaveRoom(ctx, room.RoomID); err != nil {
+				t.Fatalf("leave: %v", err)
+			}
+			resp, err := bob.SyncRequest(ctx, 0, bobSince, "", false, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := resp.Rooms.Leave[room.RoomID]; !ok {
+				t.Fatalf("left room not in leave section")
+			}
+			// After leaving, Bob cannot send.
+			if _, err := bob.SendText(ctx, room.RoomID, "still here?"); respErr(err) != "M_FORBIDDEN" {
+				t.Fatalf("send after leave: want M_FORBIDDEN, got %v", err)
+			}
+		})
+	}
+}
+
+// TestMatrixErrors checks the error codes of bad input.
+func TestMatrixErrors(t *testing.T) {
+	h := hubtest.Start(t, hubtest.Options{})
+	alice := h.NewUser(t, "alice")
+	ctx := ctxT(t)
+	room, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	do := func(method, path, token, body string) (int, string) {
+		req, _ := http.NewRequestWithContext(ctx, method, h.URL+path, strings.NewReader(body))
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var e mautrix.RespError
+		_ = jsonDecode(resp, &e)
+		return resp.StatusCode, e.ErrCode
+	}
+	sendPath := "/_matrix/client/v3/rooms/" + string(room.RoomID) + "/send/m.room.message/"
+	big := `{"msgtype":"m.text","body":"` + strings.Repeat("x", 70000) + `"}`
+	cases := []struct {
+		name, method, path, token, body string
+		status                          int
+		code                            string
+	}{
+		{"not json", "PUT", sendPath + "a", alice.AccessToken, "{nope", 400, "M_NOT_JSON"},
+		{"bad json", "POST", "/_matrix/client/v3/createRoom", alice.AccessToken, `{"invite": 5}`, 400, "M_BAD_JSON"},
+		{"array body", "PUT", sendPath + "b", alice.AccessToken, `[1]`, 400, "M_BAD_JSON"},
+		{"unknown token", "GET", "/_matrix/client/v3/account/whoami", "nope", "", 401, "M_UNKNOWN_TOKEN"},
+		{"missing token", "GET", "/_matrix/client/v3/account/whoami", "", "", 401, "M_MISSING_TOKEN"},
+		{"too large", "PUT", sendPath + "c", alice.AccessToken, big, 413, "M_TOO_LARGE"},
+		{"unknown endpoint", "GET", "/_matrix/client/v3/no/such/thing", alice.AccessToken, "", 404, "M_UNRECOGNIZED"},
+		{"registration off", "POST", "/_matrix/client/v3/register", "", `{"username":"x","password":"y"}`, 403, "M_FORBIDDEN"},
+		{"bad login", "POST", "/_matrix/client/v3/login", "", `{"type":"m.login.password","user":"alice","password":"wrong"}`, 403, "M_FORBIDDEN"},
+		{"unknown room", "PUT", "/_matrix/client/v3/rooms/!nope:hub.test/send/m.room.message/d", alice.AccessToken, `{}`, 404, "M_NOT_FOUND"},
+		{"bad since", "GET", "/_matrix/client/v3/sync?since=garbage", alice.AccessToken, "", 400, "M_INVALID_PARAM"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			status, code := do(c.method, c.path, c.token, c.body)
+			if status != c.status || code != c.code {
+				t.Fatalf("got %d %s, want %d %s", status, code, c.status, c.code)
+			}
+		})
+	}
+}
+
+// TestRoomVersions creates a room of every supported version and chats.
+func TestRoomVersions(t *testing.T) {
+	h := hubtest.Start(t, hubtest.Options{})
+	alice := h.NewUser(t, "alice")
+	bob := h.NewUser(t, "bob")
+	ctx := ctxT(t)
+	for _, v := range []id.RoomVersion{id.RoomV10, id.RoomV11, id.RoomV12} {
+		t.Run(string(v), func(t *testing.T) {
+			room, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{RoomVersion: v, Invite: []id.UserID{bob.UserID}})
+			if err != nil {
+				t.Fatalf("create v%s: %v", v, err)
+			}
+			if _, err := bob.JoinRoomByID(ctx, room.RoomID); err != nil {
+				t.Fatalf("join: %v", err)
+			}
+			if _, err := bob.SendText(ctx, room.RoomID, "v"+string(v)); err != nil {
+				t.Fatalf("send: %v", err)
+			}
+			var create event.CreateEventContent
+			if err := bob.StateEvent(ctx, room.RoomID, event.StateCreate, "", &create); err != nil || create.RoomVersion != v {
+				t.Fatalf("create event version = %q, %v", create.RoomVersion, err)
+			}
+			// Power levels still work: bob (PL 0) cannot change them.
+			if _, err := bob.SendStateEvent(ctx, room.RoomID, event.StatePowerLevels, "", map[string]any{"users": map[string]int{string(bob.UserID): 100}}); respErr(err) != "M_FORBIDDEN" {
+				t.Fatalf("PL escalation: want M_FORBIDDEN, got %v", err)
+			}
+		})
+	}
+	if _, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{RoomVersion: "9"}); respErr(err) != "M_UNSUPPORTED_ROOM_VERSION" {
+		t.Fatalf("v9: want M_UNSUPPORTED_ROOM_VERSION, got %v", err)
+	}
+}
