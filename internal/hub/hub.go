@@ -56,7 +56,7 @@ type Hub struct {
 	Key     signingkey.Key
 	Handler http.Handler
 
-	cancel context.CancelFunc
+	cancel    context.CancelFunc
 	relayDone chan struct{}
 }
 
