@@ -136,7 +136,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (config, int, bool) {
 	fs.Int64Var(&cfg.messages, "messages", 0, "measured messages to send in total (after --warmup); with --duration, whichever ends first")
 	fs.DurationVar(&cfg.warmup, "warmup", 0, "load sent before measuring starts; checked for loss/duplication but kept out of latency and throughput")
 	fs.DurationVar(&cfg.drain, "drain", 10*time.Second, "after the load, wait at most this long for outstanding deliveries")
-	fs.BoolVar(&cfg.json, "json", false, "print the report as JSON on stdout")
+	fs.BoolVar(&cfg.json, "json", false, "print the report as JSON on stdout (with --ramp: {p99_objective_ms, max_sustained_rate, steps: [report...]})")
 	fs.BoolVar(&cfg.quiet, "quiet", false, "no progress messages on stderr")
 	fs.BoolVar(&cfg.insecure, "insecure", false, "skip TLS certificate verification (self-signed test deployments)")
 	fs.IntVar(&cfg.setupConcurrency, "setup-concurrency", 16, "parallel requests while registering, creating rooms, joining and initial syncing")
@@ -146,7 +146,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (config, int, bool) {
 	fs.StringVar(&cfg.syncFilter, "sync-filter", "", "/sync filter (inline JSON or a filter ID) replacing the default, which keeps only timelines of --timeline-limit events")
 	var seed uint64
 	fs.Uint64Var(&seed, "seed", 0, "seed for choosing senders (0 = random); the same seed picks the same senders")
-	fs.StringVar(&ramp, "ramp", "", "comma-separated open-loop rates run as successive steps, each for --duration/--messages, stopping at the first step that does not meet --ramp-p99")
+	fs.StringVar(&ramp, "ramp", "", "comma-separated open-loop rates run as successive steps (overriding --rate), each for --warmup + --duration/--messages on the same users and rooms, stopping at the first step that does not meet --ramp-p99")
 	fs.DurationVar(&cfg.rampP99, "ramp-p99", time.Second, "ramp objective: send and delivery p99 at most this, no failed sends, accepted rate >= 95% of target")
 	fs.Usage = func() {}
 	if err := fs.Parse(args); err != nil {

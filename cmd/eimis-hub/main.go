@@ -93,15 +93,7 @@ func buildVersion() string {
 
 func loadConfig(fs *flag.FlagSet, args []string, stderr io.Writer) (config.Config, error) {
 	fs.SetOutput(stderr)
-	cfg, err := config.LoadWithFlags(args, fs, os.Environ())
-	if err != nil {
-		var p config.Problems
-		if errors.As(err, &p) {
-			return cfg, fmt.Errorf("invalid configuration:\n%w", err)
-		}
-		return cfg, err
-	}
-	return cfg, nil
+	return config.LoadWithFlags(args, fs, os.Environ())
 }
 
 func serve(args []string, stdout, stderr io.Writer) error {

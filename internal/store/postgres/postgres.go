@@ -283,6 +283,9 @@ func (s *Store) enterStream(ctx context.Context) (release func(), err error) {
 // when the buffer fills, or at commit. A constraint violation may therefore
 // surface from a later EventTx call or from WriteEvents itself; either way
 // nothing commits.
+//
+// fn must not call PutAccountData or PutReceipt on the Store: they need
+// the stream lock fn's transaction is holding, and would wait forever.
 func (s *Store) WriteEvents(ctx context.Context, fn func(tx store.EventTx) error) error {
 	release, err := s.enterStream(ctx)
 	if err != nil {

@@ -2,8 +2,10 @@ package postgres
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -31,21 +33,38 @@ func TestConformance(t *testing.T) {
 // TestConcurrentOpen starts several "hub processes" (separate pools, so
 // separate sessions) on one empty database at once: exactly one applies
 // the migrations, the others wait on goose's lock and find them done.
+// A few rounds, because an unguarded race is only lost some of the time.
 func TestConcurrentOpen(t *testing.T) {
+	for round := range 3 {
+		t.Run(fmt.Sprint(round), testConcurrentOpen)
+	}
+}
+
+func testConcurrentOpen(t *testing.T) {
 	url := pgtest.URL(t)
-	const n = 4
+	const n = 6
 	stores := make([]*Store, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
+	start := make(chan struct{})
 	for i := range n {
-		wg.Go(func() { stores[i], errs[i] = Open(t.Context(), url) })
+		wg.Go(func() {
+			<-start
+			stores[i], errs[i] = Open(t.Context(), url)
+		})
 	}
+	close(start)
 	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			t.Fatalf("Open #%d: %v", i, err)
+	for i, s := range stores {
+		if s != nil {
+			defer s.Close()
 		}
-		defer stores[i].Close()
+		if errs[i] != nil {
+			t.Errorf("Open #%d: %v", i, errs[i])
+		}
+	}
+	if t.Failed() {
+		return
 	}
 	conn, err := pgx.Connect(t.Context(), url)
 	if err != nil {
@@ -92,6 +111,11 @@ func TestStreamLockAcrossPools(t *testing.T) {
 
 	inside := make(chan struct{})
 	release := make(chan struct{})
+	// On failure, let a's transaction end before the deferred Closes,
+	// which wait for its connection.
+	var releaseOnce sync.Once
+	unblock := func() { releaseOnce.Do(func() { close(release) }) }
+	defer unblock()
 	done := make(chan error, 1)
 	go func() {
 		done <- a.WriteEvents(t.Context(), func(tx store.EventTx) error {
@@ -113,7 +137,11 @@ func TestStreamLockAcrossPools(t *testing.T) {
 	}
 	defer conn.Close(t.Context())
 	var waiting int
+	deadline := time.Now().Add(30 * time.Second)
 	for waiting == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("PutAccountData never queued on the advisory lock")
+		}
 		select {
 		case err := <-got:
 			t.Fatalf("PutAccountData finished (%v) while another store held the stream lock", err)
@@ -125,7 +153,7 @@ func TestStreamLockAcrossPools(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	close(release)
+	unblock()
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}

@@ -375,6 +375,10 @@ func setStreamHead(ctx context.Context, tx *sql.Tx, pos int64) error {
 	return nil
 }
 
+// WriteEvents runs fn in one BEGIN IMMEDIATE transaction on the writer
+// connection. fn must write only through tx: any other write of this Store
+// needs the writer connection fn is holding, and would wait forever.
+// Reads through the Store are fine but do not see fn's uncommitted writes.
 func (s *Store) WriteEvents(ctx context.Context, fn func(tx store.EventTx) error) error {
 	tx, unlock, err := s.beginStream(ctx)
 	if err != nil {
