@@ -8,6 +8,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
+	_ "net/http/pprof" // served only on EIMIS_PPROF_ADDR
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -112,6 +114,15 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if addr := os.Getenv("EIMIS_PPROF_ADDR"); addr != "" {
+		// Opt-in profiling on its own listener, never on the public one.
+		go func() {
+			log.Info("pprof listening", "addr", addr)
+			if err := http.ListenAndServe(addr, nil); err != nil {
+				log.Error("pprof", "err", err)
+			}
+		}()
+	}
 	h, err := hub.Open(ctx, cfg, log)
 	if err != nil {
 		return err

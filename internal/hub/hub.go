@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"maunium.net/go/mautrix/id"
@@ -39,7 +40,7 @@ func OpenStore(ctx context.Context, cfg config.Config) (store.Store, error) {
 		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 			return nil, fmt.Errorf("create data dir: %w", err)
 		}
-		return sqlite.Open(ctx, dsn)
+		return sqlite.Open(ctx, strings.TrimPrefix(dsn, "file:"))
 	}
 	return nil, fmt.Errorf("unknown database %q", cfg.Database)
 }
@@ -108,15 +109,14 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (h *Hub, err
 		relay.Run(runCtx)
 	}()
 
-	h.Rooms = rooms.New(h.Store, rooms.Config{
-		ServerName: cfg.ServerName, Key: key, DefaultVersion: id.RoomVersion(cfg.RoomVersion),
-		OnAccepted: func(evType string) { metrics.EventAccepted(runCtx, evType) },
-	}, relay, log.With("component", "rooms"))
-
 	if h.Sync, err = syncapi.New(runCtx, h.Store, h.Bus, log.With("component", "sync"), cfg.SyncMaxTimeout,
 		func() { metrics.SyncWakeups(runCtx, 1) }); err != nil {
 		return nil, fmt.Errorf("sync API: %w", err)
 	}
+	h.Rooms = rooms.New(h.Store, rooms.Config{
+		ServerName: cfg.ServerName, Key: key, DefaultVersion: id.RoomVersion(cfg.RoomVersion),
+		OnAccepted: func(evType string) { metrics.EventAccepted(runCtx, evType) },
+	}, fanout{h.Sync, relay}, log.With("component", "rooms"))
 
 	h.IDs = identity.New(h.Store, cfg.ServerName, 0)
 	api := clientapi.New(clientapi.Config{
@@ -128,6 +128,16 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (h *Hub, err
 	mux.Handle("GET /metrics", metricsHandler)
 	h.Handler = clientapi.WithCORS(metrics.Middleware(func(r *http.Request) string { return r.Pattern }, mux))
 	return h, nil
+}
+
+// fanout hands committed events to several consumers in-process: the
+// local sync notifier first (latency), then the outbox relay (NATS).
+type fanout []rooms.Publisher
+
+func (f fanout) Accepted(evs []store.Event) {
+	for _, p := range f {
+		p.Accepted(evs)
+	}
 }
 
 // Serve listens on cfg.Listen (or ln when non-nil) until ctx ends, then

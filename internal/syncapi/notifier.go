@@ -21,6 +21,12 @@ type Notifier struct {
 
 	typing       map[string]*roomTyping
 	typingSerial int64
+
+	// local remembers events this instance already announced in-process,
+	// so their copy arriving from NATS does not wake waiters twice.
+	local    map[string]struct{}
+	localIDs []string
+	localPos int
 	log          *slog.Logger
 	onWake       func()
 }
@@ -45,6 +51,7 @@ func NewNotifier(log *slog.Logger, onWake func()) *Notifier {
 		byRoom: map[string]map[*waiter]struct{}{},
 		byUser: map[string]map[*waiter]struct{}{},
 		typing: map[string]*roomTyping{},
+		local:  map[string]struct{}{}, localIDs: make([]string, localRing),
 		log:    log, onWake: onWake,
 	}
 }
@@ -103,10 +110,40 @@ func (n *Notifier) wakeLocked(room, user string) {
 	}
 }
 
+// localRing bounds how many locally announced event IDs are remembered.
+// An ID that falls out before its NATS copy arrives only costs one
+// spurious wake-up.
+const localRing = 16384
+
+// OnLocalEvents wakes waiters for events committed by this instance, as
+// soon as they are committed, without waiting for the NATS round trip
+// (which includes JetStream's fsync). Other instances learn of the same
+// events from NATS.
+func (n *Notifier) OnLocalEvents(evs []bus.EventMsg) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, m := range evs {
+		if old := n.localIDs[n.localPos]; old != "" {
+			delete(n.local, old)
+		}
+		n.localIDs[n.localPos] = m.EventID
+		n.localPos = (n.localPos + 1) % localRing
+		n.local[m.EventID] = struct{}{}
+		n.wakeEventLocked(m)
+	}
+}
+
 // OnEvent is fed every accepted event from NATS.
 func (n *Notifier) OnEvent(m bus.EventMsg) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	if _, seen := n.local[m.EventID]; seen {
+		return
+	}
+	n.wakeEventLocked(m)
+}
+
+func (n *Notifier) wakeEventLocked(m bus.EventMsg) {
 	target := ""
 	if m.Type == "m.room.member" && m.StateKey != nil {
 		// A user invited to or joining a room is not yet waiting on it.

@@ -83,6 +83,16 @@ func (a *API) watch(ctx context.Context) {
 	}
 }
 
+// Accepted implements the room server's publisher hook: wake local
+// long-polls the moment events commit.
+func (a *API) Accepted(evs []store.Event) {
+	msgs := make([]bus.EventMsg, len(evs))
+	for i, e := range evs {
+		msgs[i] = bus.EventMsg{RoomID: e.RoomID, EventID: e.EventID, Type: e.Type, Sender: e.Sender, StateKey: e.StateKey, Membership: e.Membership, Pos: e.Pos}
+	}
+	a.n.OnLocalEvents(msgs)
+}
+
 // Notifier exposes the notifier (tests, metrics).
 func (a *API) Notifier() *Notifier { return a.n }
 

@@ -37,8 +37,9 @@ const busyTimeoutMS = 10000
 
 // Store is a store.Store on one SQLite file.
 type Store struct {
-	w *sql.DB // the only connection that writes
-	r *sql.DB // read-only pool
+	w  *sql.DB // the only connection that writes
+	r  *sql.DB // read-only pool
+	rq *cachedReader
 
 	// streamMu is the in-process half of the global stream lock: it keeps
 	// a position-allocating transaction from queueing behind, and so
@@ -88,6 +89,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	r.SetMaxOpenConns(max(4, runtime.GOMAXPROCS(0)))
 	r.SetMaxIdleConns(max(4, runtime.GOMAXPROCS(0)))
 	s.r = r
+	s.rq = newCachedReader(r)
 	if err := r.PingContext(ctx); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("sqlite: open readers: %w", err)
@@ -160,6 +162,7 @@ func (s *Store) Close() error {
 		}
 	}
 	if s.r != nil {
+		s.rq.close()
 		errs = append(errs, s.r.Close())
 	}
 	errs = append(errs, s.w.Close())
@@ -222,7 +225,7 @@ func (s *Store) CreateAccount(ctx context.Context, a store.Account) error {
 func (s *Store) GetAccount(ctx context.Context, localpart string) (*store.Account, error) {
 	var a store.Account
 	var created int64
-	err := s.r.QueryRowContext(ctx, `SELECT localpart, password_hash, admin, display_name, avatar_url, created_at
+	err := s.rq.QueryRowContext(ctx, `SELECT localpart, password_hash, admin, display_name, avatar_url, created_at
 		FROM accounts WHERE localpart = ?`, localpart).
 		Scan(&a.Localpart, &a.PasswordHash, &a.Admin, &a.DisplayName, &a.AvatarURL, &created)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -298,7 +301,7 @@ func scanDevice(sc interface{ Scan(...any) error }) (store.Device, error) {
 }
 
 func (s *Store) DeviceByTokenHash(ctx context.Context, tokenHash []byte) (*store.Device, error) {
-	d, err := scanDevice(s.r.QueryRowContext(ctx, `SELECT `+deviceCols+` FROM devices WHERE token_hash = ?`, tokenHash))
+	d, err := scanDevice(s.rq.QueryRowContext(ctx, `SELECT `+deviceCols+` FROM devices WHERE token_hash = ?`, tokenHash))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("sqlite: device by token: %w", store.ErrNotFound)
 	}
@@ -309,7 +312,7 @@ func (s *Store) DeviceByTokenHash(ctx context.Context, tokenHash []byte) (*store
 }
 
 func (s *Store) ListDevices(ctx context.Context, localpart string) ([]store.Device, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+deviceCols+` FROM devices WHERE localpart = ? ORDER BY device_id`, localpart)
+	rows, err := s.rq.QueryContext(ctx, `SELECT `+deviceCols+` FROM devices WHERE localpart = ? ORDER BY device_id`, localpart)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: list devices of %q: %w", localpart, err)
 	}
@@ -499,14 +502,14 @@ func (t *eventTx) insertEvent(ctx context.Context, e store.NewEvent) (int64, err
 
 func (s *Store) MaxPos(ctx context.Context) (int64, error) {
 	var pos int64
-	if err := s.r.QueryRowContext(ctx, `SELECT pos FROM stream_head WHERE id = 1`).Scan(&pos); err != nil {
+	if err := s.rq.QueryRowContext(ctx, `SELECT pos FROM stream_head WHERE id = 1`).Scan(&pos); err != nil {
 		return 0, fmt.Errorf("sqlite: max pos: %w", err)
 	}
 	return pos, nil
 }
 
 func (s *Store) GetRoom(ctx context.Context, roomID string) (*store.Room, error) {
-	return getRoom(ctx, s.r, roomID)
+	return getRoom(ctx, s.rq, roomID)
 }
 
 func getRoom(ctx context.Context, q queryer, roomID string) (*store.Room, error) {
@@ -562,7 +565,7 @@ func queryEvents(ctx context.Context, q queryer, what, query string, args ...any
 }
 
 func (s *Store) EventByID(ctx context.Context, eventID string) (*store.Event, error) {
-	e, err := scanEvent(s.r.QueryRowContext(ctx, `SELECT `+eventCols+` FROM events e WHERE e.event_id = ?`, eventID))
+	e, err := scanEvent(s.rq.QueryRowContext(ctx, `SELECT `+eventCols+` FROM events e WHERE e.event_id = ?`, eventID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("sqlite: event %q: %w", eventID, store.ErrNotFound)
 	}
@@ -581,7 +584,7 @@ func (s *Store) EventsByID(ctx context.Context, eventIDs []string) ([]store.Even
 	if err != nil {
 		return nil, err
 	}
-	return queryEvents(ctx, s.r, "events by id", `SELECT `+eventCols+` FROM events e
+	return queryEvents(ctx, s.rq, "events by id", `SELECT `+eventCols+` FROM events e
 		WHERE e.event_id IN (SELECT value FROM json_each(?)) ORDER BY e.pos`, list)
 }
 
@@ -593,20 +596,20 @@ func (s *Store) RoomEvents(ctx context.Context, roomID string, from, to int64, l
 	if limit <= 0 {
 		limit = -1 // SQLite: no limit
 	}
-	return queryEvents(ctx, s.r, "room events", `SELECT `+eventCols+` FROM events e
+	return queryEvents(ctx, s.rq, "room events", `SELECT `+eventCols+` FROM events e
 		WHERE e.room_id = ? AND e.pos > ? AND e.pos <= ? ORDER BY e.pos `+order+` LIMIT ?`,
 		roomID, from, to, limit)
 }
 
 func (s *Store) StateEventsBetween(ctx context.Context, roomID string, from, to int64) ([]store.Event, error) {
-	return queryEvents(ctx, s.r, "state events", `SELECT `+eventCols+` FROM events e
+	return queryEvents(ctx, s.rq, "state events", `SELECT `+eventCols+` FROM events e
 		WHERE e.room_id = ? AND e.state_key IS NOT NULL AND e.pos > ? AND e.pos <= ? ORDER BY e.pos`,
 		roomID, from, to)
 }
 
 // CurrentState returns the room's current state events in position order.
 func (s *Store) CurrentState(ctx context.Context, roomID string) ([]store.Event, error) {
-	return currentState(ctx, s.r, roomID)
+	return currentState(ctx, s.rq, roomID)
 }
 
 func currentState(ctx context.Context, q queryer, roomID string) ([]store.Event, error) {
@@ -615,7 +618,7 @@ func currentState(ctx context.Context, q queryer, roomID string) ([]store.Event,
 }
 
 func (s *Store) CurrentStateEvent(ctx context.Context, roomID, evType, stateKey string) (*store.Event, error) {
-	e, err := scanEvent(s.r.QueryRowContext(ctx, `SELECT `+eventCols+` FROM current_state c
+	e, err := scanEvent(s.rq.QueryRowContext(ctx, `SELECT `+eventCols+` FROM current_state c
 		JOIN events e ON e.pos = c.pos WHERE c.room_id = ? AND c.type = ? AND c.state_key = ?`, roomID, evType, stateKey))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("sqlite: state %q/%q in %q: %w", evType, stateKey, roomID, store.ErrNotFound)
@@ -627,7 +630,7 @@ func (s *Store) CurrentStateEvent(ctx context.Context, roomID, evType, stateKey 
 }
 
 func (s *Store) queryMemberships(ctx context.Context, what, query string, args ...any) ([]store.Membership, error) {
-	rows, err := s.r.QueryContext(ctx, query, args...)
+	rows, err := s.rq.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: %s: %w", what, err)
 	}
@@ -660,7 +663,7 @@ func (s *Store) RoomMembers(ctx context.Context, roomID, membership string) ([]s
 }
 
 func (s *Store) TxnEvent(ctx context.Context, k store.TxnKey) (string, error) {
-	return txnEvent(ctx, s.r, k)
+	return txnEvent(ctx, s.rq, k)
 }
 
 func txnEvent(ctx context.Context, q queryer, k store.TxnKey) (string, error) {
@@ -694,7 +697,7 @@ func (s *Store) PutAlias(ctx context.Context, alias, roomID, creator string) err
 
 func (s *Store) ResolveAlias(ctx context.Context, alias string) (string, error) {
 	var roomID string
-	err := s.r.QueryRowContext(ctx, `SELECT room_id FROM aliases WHERE alias = ?`, alias).Scan(&roomID)
+	err := s.rq.QueryRowContext(ctx, `SELECT room_id FROM aliases WHERE alias = ?`, alias).Scan(&roomID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", fmt.Errorf("sqlite: alias %q: %w", alias, store.ErrNotFound)
 	}
@@ -756,7 +759,7 @@ func scanAccountData(sc interface{ Scan(...any) error }) (store.AccountData, err
 }
 
 func (s *Store) GetAccountData(ctx context.Context, userID, roomID, typ string) (*store.AccountData, error) {
-	d, err := scanAccountData(s.r.QueryRowContext(ctx, `SELECT `+accountDataCols+` FROM account_data
+	d, err := scanAccountData(s.rq.QueryRowContext(ctx, `SELECT `+accountDataCols+` FROM account_data
 		WHERE user_id = ? AND room_id = ? AND type = ?`, userID, roomID, typ))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("sqlite: account data %q: %w", typ, store.ErrNotFound)
@@ -768,7 +771,7 @@ func (s *Store) GetAccountData(ctx context.Context, userID, roomID, typ string) 
 }
 
 func (s *Store) AccountDataSince(ctx context.Context, userID string, from, to int64) ([]store.AccountData, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+accountDataCols+` FROM account_data
+	rows, err := s.rq.QueryContext(ctx, `SELECT `+accountDataCols+` FROM account_data
 		WHERE user_id = ? AND pos > ? AND pos <= ? ORDER BY pos`, userID, from, to)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: account data since: %w", err)
@@ -807,7 +810,7 @@ func (s *Store) ReceiptsSince(ctx context.Context, roomIDs []string, from, to in
 	if err != nil {
 		return nil, err
 	}
-	rows, err := s.r.QueryContext(ctx, `SELECT room_id, user_id, type, event_id, ts, pos FROM receipts
+	rows, err := s.rq.QueryContext(ctx, `SELECT room_id, user_id, type, event_id, ts, pos FROM receipts
 		WHERE room_id IN (SELECT value FROM json_each(?)) AND pos > ? AND pos <= ? ORDER BY pos`, list, from, to)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: receipts since: %w", err)
@@ -846,7 +849,7 @@ func (s *Store) GetFilter(ctx context.Context, userID, filterID string) (json.Ra
 		return nil, fmt.Errorf("sqlite: filter %q: %w", filterID, store.ErrNotFound)
 	}
 	var f []byte
-	err = s.r.QueryRowContext(ctx, `SELECT filter FROM filters WHERE id = ? AND user_id = ?`, id, userID).Scan(&f)
+	err = s.rq.QueryRowContext(ctx, `SELECT filter FROM filters WHERE id = ? AND user_id = ?`, id, userID).Scan(&f)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("sqlite: filter %q: %w", filterID, store.ErrNotFound)
 	}
@@ -863,7 +866,7 @@ func (s *Store) PendingOutbox(ctx context.Context, limit int) ([]store.OutboxEnt
 	if limit <= 0 {
 		limit = -1
 	}
-	rows, err := s.r.QueryContext(ctx, `SELECT pos, event_id, room_id FROM outbox ORDER BY pos LIMIT ?`, limit)
+	rows, err := s.rq.QueryContext(ctx, `SELECT pos, event_id, room_id FROM outbox ORDER BY pos LIMIT ?`, limit)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: pending outbox: %w", err)
 	}
@@ -900,7 +903,7 @@ func (s *Store) DeleteOutbox(ctx context.Context, positions []int64) error {
 
 func (s *Store) GetMeta(ctx context.Context, key string) (string, error) {
 	var v string
-	err := s.r.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, key).Scan(&v)
+	err := s.rq.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, key).Scan(&v)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", fmt.Errorf("sqlite: meta %q: %w", key, store.ErrNotFound)
 	}

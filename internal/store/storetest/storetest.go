@@ -42,6 +42,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Aliases", testAliases},
 		{"Outbox", testOutbox},
 		{"Meta", testMeta},
+		{"LargeTransaction", testLargeTransaction},
 		{"ConcurrentWriters", testConcurrentWriters},
 		{"CommitOrderVisibility", testCommitOrderVisibility},
 	}
@@ -992,6 +993,76 @@ func testMeta(t *testing.T, s store.Store) {
 	}
 	if v, err := s.GetMeta(ctx, "other"); err != nil || v != "" {
 		t.Errorf("GetMeta(other) = %q, %v; want empty value", v, err)
+	}
+}
+
+// testLargeTransaction writes more events in one WriteEvents than a
+// dialect would reasonably buffer, with state keys rewritten throughout.
+func testLargeTransaction(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	const room, n = "!r:hub", 2500
+	createRoom(t, s, room)
+	var evs []store.NewEvent
+	lastTopic := ""
+	for i := range n {
+		id := fmt.Sprintf("$%d", i)
+		switch {
+		case i%10 == 0:
+			evs = append(evs, ev(room, id, "m.room.topic", ptr(""), int64(i+1)))
+			lastTopic = id
+		case i%7 == 0:
+			evs = append(evs, member(room, id, fmt.Sprintf("@u%d:hub", i%3), []string{"join", "leave"}[i%2], int64(i+1)))
+		default:
+			e := ev(room, id, "m.room.message", nil, int64(i+1))
+			e.Txn = &store.TxnKey{UserID: "@alice:hub.example", DeviceID: "D", TxnID: id}
+			evs = append(evs, e)
+		}
+	}
+	pos := insert(t, s, evs...)
+	if len(pos) != n || !strictlyIncreasing(pos) {
+		t.Fatalf("%d positions, strictly increasing: %v", len(pos), strictlyIncreasing(pos))
+	}
+	if m := maxPos(t, s); m != pos[n-1] {
+		t.Errorf("MaxPos = %d, want %d", m, pos[n-1])
+	}
+	got, err := s.RoomEvents(ctx, room, 0, pos[n-1], 0, store.Forward)
+	must(t, "RoomEvents", err)
+	if !slices.Equal(positions(got), pos) {
+		t.Errorf("stored positions differ from the returned ones")
+	}
+	r, err := s.GetRoom(ctx, room)
+	must(t, "GetRoom", err)
+	if r.Depth != n || r.LastEventID != fmt.Sprintf("$%d", n-1) {
+		t.Errorf("room head = %s depth %d", r.LastEventID, r.Depth)
+	}
+	topic, err := s.CurrentStateEvent(ctx, room, "m.room.topic", "")
+	must(t, "CurrentStateEvent", err)
+	if topic.EventID != lastTopic {
+		t.Errorf("topic = %s, want %s", topic.EventID, lastTopic)
+	}
+	members, err := s.RoomMembers(ctx, room, "")
+	must(t, "RoomMembers", err)
+	if len(members) != 3 {
+		t.Errorf("%d members, want 3", len(members))
+	}
+	for _, m := range members {
+		e, err := s.EventByID(ctx, m.EventID)
+		must(t, "EventByID", err)
+		// The member's current event is the last one written for that key.
+		for i := n - 1; i >= 0; i-- {
+			if evs[i].StateKey != nil && *evs[i].StateKey == m.UserID {
+				if evs[i].EventID != e.EventID || evs[i].Membership != m.Membership {
+					t.Errorf("%s: current %s (%s), want %s (%s)", m.UserID, e.EventID, m.Membership, evs[i].EventID, evs[i].Membership)
+				}
+				break
+			}
+		}
+	}
+	if id, err := s.TxnEvent(ctx, store.TxnKey{UserID: "@alice:hub.example", DeviceID: "D", TxnID: "$2498"}); err != nil || id != "$2498" {
+		t.Errorf("TxnEvent = %q, %v", id, err)
+	}
+	if out, _ := s.PendingOutbox(ctx, 0); len(out) != n {
+		t.Errorf("outbox has %d entries, want %d", len(out), n)
 	}
 }
 
