@@ -97,6 +97,9 @@ type op struct {
 	ctx   context.Context
 	apply func(b *batch) (*Result, error)
 	res   chan opResult
+	// room and txn, when set, are looked up for the whole batch at once.
+	room string
+	txn  *store.TxnKey
 }
 
 type opResult struct {
@@ -150,7 +153,11 @@ func (s *Server) ServerName() string { return s.cfg.ServerName }
 func (s *Server) DefaultVersion() id.RoomVersion { return s.cfg.DefaultVersion }
 
 func (s *Server) submit(ctx context.Context, apply func(b *batch) (*Result, error)) (*Result, error) {
-	o := &op{ctx: ctx, apply: apply, res: make(chan opResult, 1)}
+	return s.submitOp(&op{ctx: ctx, apply: apply, res: make(chan opResult, 1)})
+}
+
+func (s *Server) submitOp(o *op) (*Result, error) {
+	ctx := o.ctx
 	select {
 	case s.reqs <- o:
 	case <-ctx.Done():
@@ -198,6 +205,32 @@ type batch struct {
 	tx      store.EventTx
 	touched map[string]*roomState
 	created []store.Event
+	// heads and txns are prefetched for the batch's ops.
+	heads map[string]*store.Room
+	txns  map[store.TxnKey]string
+}
+
+// prefetch reads, in two queries, the room heads and transaction IDs the
+// batch's sends need, instead of two queries per send.
+func (b *batch) prefetch(ops []*op) error {
+	var rooms []string
+	var keys []store.TxnKey
+	seen := map[string]bool{}
+	for _, o := range ops {
+		if o.room != "" && !seen[o.room] {
+			seen[o.room] = true
+			rooms = append(rooms, o.room)
+		}
+		if o.txn != nil {
+			keys = append(keys, *o.txn)
+		}
+	}
+	var err error
+	if b.txns, err = b.tx.TxnEvents(b.ctx, keys); err != nil {
+		return err
+	}
+	b.heads, err = b.tx.GetRooms(b.ctx, rooms)
+	return err
 }
 
 func (s *Server) runBatch(ops []*op) {
@@ -211,6 +244,9 @@ func (s *Server) runBatch(ops []*op) {
 	err := s.st.WriteEvents(ctx, func(tx store.EventTx) error {
 		b.tx = tx
 		all = all[:0]
+		if err := b.prefetch(ops); err != nil {
+			return err
+		}
 		for i, o := range ops {
 			if o.ctx.Err() != nil {
 				results[i] = opResult{err: o.ctx.Err()}
@@ -289,11 +325,15 @@ func (b *batch) room(roomID string) (*roomState, error) {
 	if rs, ok := b.touched[roomID]; ok {
 		return rs, nil
 	}
-	head, err := b.tx.GetRoom(b.ctx, roomID)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, fail(ErrUnknownRoom, "room %s is not known to this server", roomID)
-	} else if err != nil {
-		return nil, err
+	head, ok := b.heads[roomID]
+	if !ok {
+		var err error
+		head, err = b.tx.GetRoom(b.ctx, roomID)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, fail(ErrUnknownRoom, "room %s is not known to this server", roomID)
+		} else if err != nil {
+			return nil, err
+		}
 	}
 	rs := b.s.cache[roomID]
 	if rs == nil || rs.head != id.EventID(head.LastEventID) {
@@ -330,13 +370,12 @@ func (s *Server) Send(ctx context.Context, req Submit) (*Result, error) {
 			return &Result{EventID: id.EventID(evID), RoomID: req.RoomID, Existing: true}, nil
 		}
 	}
-	return s.submit(ctx, func(b *batch) (*Result, error) {
+	apply := func(b *batch) (*Result, error) {
 		if req.Txn != nil {
-			evID, err := b.tx.TxnEvent(b.ctx, *req.Txn)
-			if err == nil {
+			// Checked under the stream lock, so a retry racing the original
+			// (even through another instance) finds it.
+			if evID, ok := b.txns[*req.Txn]; ok {
 				return &Result{EventID: id.EventID(evID), RoomID: req.RoomID, Existing: true}, nil
-			} else if !errors.Is(err, store.ErrNotFound) {
-				return nil, err
 			}
 		}
 		rs, err := b.room(string(req.RoomID))
@@ -347,8 +386,12 @@ func (s *Server) Send(ctx context.Context, req Submit) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
+		if req.Txn != nil {
+			b.txns[*req.Txn] = string(evID) // a duplicate later in this batch
+		}
 		return &Result{EventID: evID, RoomID: req.RoomID}, nil
-	})
+	}
+	return s.submitOp(&op{ctx: ctx, apply: apply, res: make(chan opResult, 1), room: string(req.RoomID), txn: req.Txn})
 }
 
 // appendEvent builds the next event of rs, checks it and inserts it.

@@ -105,8 +105,8 @@ type AccountData struct {
 	Pos     int64
 }
 
-// Receipt is a read receipt (m.read, m.read.private) or the fully-read
-// marker is kept as room account data instead.
+// Receipt is a read receipt (m.read, m.read.private). The fully-read
+// marker is room account data, not a receipt.
 type Receipt struct {
 	RoomID  string
 	UserID  string
@@ -207,6 +207,11 @@ type EventTx interface {
 	GetRoom(ctx context.Context, roomID string) (*Room, error)
 	CreateRoom(ctx context.Context, r Room) error // ErrExists
 	TxnEvent(ctx context.Context, k TxnKey) (string, error)
+	// TxnEvents and GetRooms are the batched forms the room server uses
+	// once per transaction: one round trip for a whole batch of sends.
+	// Keys and rooms not found are absent from the maps.
+	TxnEvents(ctx context.Context, keys []TxnKey) (map[TxnKey]string, error)
+	GetRooms(ctx context.Context, roomIDs []string) (map[string]*Room, error)
 	CurrentState(ctx context.Context, roomID string) ([]Event, error)
 	// InsertEvent allocates the next position, stores the event, updates
 	// the room head (last event, depth), the current state (for state

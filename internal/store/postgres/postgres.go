@@ -356,6 +356,66 @@ func (t *eventTx) TxnEvent(ctx context.Context, k store.TxnKey) (string, error) 
 	return txnEvent(ctx, t.tx, k)
 }
 
+func (t *eventTx) TxnEvents(ctx context.Context, keys []store.TxnKey) (map[store.TxnKey]string, error) {
+	out := make(map[store.TxnKey]string, len(keys))
+	if len(keys) == 0 {
+		return out, nil
+	}
+	if err := t.flush(ctx, false); err != nil {
+		return nil, err
+	}
+	users, devices, txns := make([]string, len(keys)), make([]string, len(keys)), make([]string, len(keys))
+	for i, k := range keys {
+		users[i], devices[i], txns[i] = k.UserID, k.DeviceID, k.TxnID
+	}
+	rows, err := t.tx.Query(ctx, `SELECT t.user_id, t.device_id, t.txn_id, t.event_id FROM txns t
+		JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(u, d, x)
+		ON t.user_id = k.u AND t.device_id = k.d AND t.txn_id = k.x`, users, devices, txns)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: txns: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var k store.TxnKey
+		var evID string
+		if err := rows.Scan(&k.UserID, &k.DeviceID, &k.TxnID, &evID); err != nil {
+			return nil, fmt.Errorf("postgres: txns: %w", err)
+		}
+		out[k] = evID
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("postgres: txns: %w", err)
+	}
+	return out, nil
+}
+
+func (t *eventTx) GetRooms(ctx context.Context, roomIDs []string) (map[string]*store.Room, error) {
+	out := make(map[string]*store.Room, len(roomIDs))
+	if len(roomIDs) == 0 {
+		return out, nil
+	}
+	if err := t.flush(ctx, false); err != nil {
+		return nil, err
+	}
+	rows, err := t.tx.Query(ctx, `SELECT room_id, version, creator, last_event_id, depth, created_at
+		FROM rooms WHERE room_id = ANY($1)`, roomIDs)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: rooms: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var r store.Room
+		if err := rows.Scan(&r.RoomID, &r.Version, &r.Creator, &r.LastEventID, &r.Depth, &r.CreatedAt); err != nil {
+			return nil, fmt.Errorf("postgres: rooms: %w", err)
+		}
+		out[r.RoomID] = &r
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("postgres: rooms: %w", err)
+	}
+	return out, nil
+}
+
 func (t *eventTx) CurrentState(ctx context.Context, roomID string) ([]store.Event, error) {
 	if err := t.flush(ctx, false); err != nil {
 		return nil, err

@@ -439,6 +439,79 @@ func (t *eventTx) TxnEvent(ctx context.Context, k store.TxnKey) (string, error) 
 	return txnEvent(ctx, t.tx, k)
 }
 
+func (t *eventTx) TxnEvents(ctx context.Context, keys []store.TxnKey) (map[store.TxnKey]string, error) {
+	out := make(map[store.TxnKey]string, len(keys))
+	if len(keys) == 0 {
+		return out, nil
+	}
+	list := make([][3]string, len(keys))
+	for i, k := range keys {
+		list[i] = [3]string{k.UserID, k.DeviceID, k.TxnID}
+	}
+	arg, err := json.Marshal(list)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: txns: %w", err)
+	}
+	rows, err := t.tx.QueryContext(ctx, `SELECT t.user_id, t.device_id, t.txn_id, t.event_id FROM txns t
+		JOIN (SELECT value ->> 0 AS u, value ->> 1 AS d, value ->> 2 AS x FROM json_each(?)) k
+		ON t.user_id = k.u AND t.device_id = k.d AND t.txn_id = k.x`, string(arg))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: txns: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var k store.TxnKey
+		var evID string
+		if err := rows.Scan(&k.UserID, &k.DeviceID, &k.TxnID, &evID); err != nil {
+			return nil, fmt.Errorf("sqlite: txns: %w", err)
+		}
+		out[k] = evID
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: txns: %w", err)
+	}
+	return out, nil
+}
+
+func (t *eventTx) GetRooms(ctx context.Context, roomIDs []string) (map[string]*store.Room, error) {
+	out := make(map[string]*store.Room, len(roomIDs))
+	if len(roomIDs) == 0 {
+		return out, nil
+	}
+	arg, err := json.Marshal(roomIDs)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: rooms: %w", err)
+	}
+	rows, err := t.tx.QueryContext(ctx, `SELECT room_id FROM rooms WHERE room_id IN (SELECT value FROM json_each(?))`, string(arg))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: rooms: %w", err)
+	}
+	var found []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("sqlite: rooms: %w", err)
+		}
+		found = append(found, id)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: rooms: %w", err)
+	}
+	// One indexed read per room reuses getRoom's scanning; SQLite reads are
+	// in-process, so the round trip that batching saves on PostgreSQL does
+	// not exist here.
+	for _, id := range found {
+		r, err := getRoom(ctx, t.tx, id)
+		if err != nil {
+			return nil, err
+		}
+		out[id] = r
+	}
+	return out, nil
+}
+
 func (t *eventTx) CurrentState(ctx context.Context, roomID string) ([]store.Event, error) {
 	return currentState(ctx, t.tx, roomID)
 }

@@ -35,6 +35,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Rollback", testRollback},
 		{"FailedInsertNeverCommits", testFailedInsertNeverCommits},
 		{"ReadYourWritesInTx", testReadYourWritesInTx},
+		{"BatchedLookups", testBatchedLookups},
 		{"SharedPositions", testSharedPositions},
 		{"AccountData", testAccountData},
 		{"Receipts", testReceipts},
@@ -1257,4 +1258,44 @@ func testCommitOrderVisibility(t *testing.T, s store.Store) {
 				sn.max, sn.count, n)
 		}
 	}
+}
+
+// testBatchedLookups covers TxnEvents and GetRooms: found keys only, and
+// the transaction's own writes visible.
+func testBatchedLookups(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	createRoom(t, s, "!a:hub")
+	createRoom(t, s, "!b:hub")
+	k1 := store.TxnKey{UserID: "@alice:hub.example", DeviceID: "D", TxnID: "t1"}
+	e := ev("!a:hub", "$e1", "m.room.message", nil, 1)
+	e.Txn = &k1
+	insert(t, s, e)
+	err := s.WriteEvents(ctx, func(tx store.EventTx) error {
+		k2 := store.TxnKey{UserID: "@alice:hub.example", DeviceID: "D", TxnID: "t2"}
+		e2 := ev("!b:hub", "$e2", "m.room.message", nil, 1)
+		e2.Txn = &k2
+		if _, err := tx.InsertEvent(ctx, e2); err != nil {
+			return err
+		}
+		other := store.TxnKey{UserID: "@alice:hub.example", DeviceID: "OTHER", TxnID: "t1"}
+		got, err := tx.TxnEvents(ctx, []store.TxnKey{k1, k2, other})
+		if err != nil {
+			return err
+		}
+		if len(got) != 2 || got[k1] != "$e1" || got[k2] != "$e2" {
+			t.Errorf("TxnEvents = %v, want t1→$e1 and t2→$e2 only", got)
+		}
+		if empty, err := tx.TxnEvents(ctx, nil); err != nil || len(empty) != 0 {
+			t.Errorf("TxnEvents(nil) = %v, %v", empty, err)
+		}
+		rooms, err := tx.GetRooms(ctx, []string{"!a:hub", "!b:hub", "!missing:hub"})
+		if err != nil {
+			return err
+		}
+		if len(rooms) != 2 || rooms["!b:hub"] == nil || rooms["!b:hub"].LastEventID != "$e2" || rooms["!a:hub"].LastEventID != "$e1" {
+			t.Errorf("GetRooms = %v, want !a and !b with their heads", rooms)
+		}
+		return nil
+	})
+	must(t, "WriteEvents", err)
 }
