@@ -57,6 +57,9 @@ type Config struct {
 	// The config loader should default it to true (see DefaultConfig); a
 	// plain bool cannot express that default by itself.
 	SyncAlways bool
+	// SyncInterval, when SyncAlways is false, is how often the embedded
+	// server fsyncs JetStream data (the server's own default is 2 minutes).
+	SyncInterval time.Duration
 	// Name identifies this instance in NATS (connection name, embedded
 	// server name).
 	Name string
@@ -209,12 +212,13 @@ func startEmbedded(ctx context.Context, cfg Config, log *slog.Logger) (*server.S
 		return nil, errors.New("bus: embedded mode needs a StoreDir")
 	}
 	srv, err := server.NewServer(&server.Options{
-		ServerName: cfg.Name,
-		JetStream:  true,
-		StoreDir:   cfg.StoreDir,
-		SyncAlways: cfg.SyncAlways,
-		DontListen: true,
-		NoSigs:     true,
+		ServerName:   cfg.Name,
+		JetStream:    true,
+		StoreDir:     cfg.StoreDir,
+		SyncAlways:   cfg.SyncAlways,
+		SyncInterval: cfg.SyncInterval,
+		DontListen:   true,
+		NoSigs:       true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("bus: embedded nats-server: %w", err)

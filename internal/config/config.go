@@ -83,6 +83,10 @@ type Config struct {
 	// NATSStreamMaxAge bounds how long JetStream keeps messages; 0 means
 	// forever, which is only sensible with an external retention policy.
 	NATSStreamMaxAge time.Duration `yaml:"nats_stream_max_age"`
+	// NATSSyncInterval is the embedded JetStream's fsync interval (0 =
+	// every write). The outbox keeps published rows for longer than this,
+	// so a power loss re-publishes instead of losing.
+	NATSSyncInterval time.Duration `yaml:"nats_sync_interval"`
 	// NATSReplicas is the JetStream replication factor: 1 for a single
 	// node, 3 for a production cluster.
 	NATSReplicas int `yaml:"nats_replicas"`
@@ -102,6 +106,7 @@ func Defaults() Config {
 		LogFormat:        "text",
 		SyncMaxTimeout:   30 * time.Second,
 		NATSStreamMaxAge: 168 * time.Hour,
+		NATSSyncInterval: time.Second,
 		NATSReplicas:     1,
 	}
 }

@@ -61,6 +61,7 @@ func TestDefaultsWorkWithoutConfiguration(t *testing.T) {
 		LogFormat:        "text",
 		SyncMaxTimeout:   30 * time.Second,
 		NATSStreamMaxAge: 168 * time.Hour,
+		NATSSyncInterval: time.Second,
 		NATSReplicas:     1,
 	}
 	if c != want {
@@ -103,6 +104,7 @@ func TestLoadValidFile(t *testing.T) {
 		LogFormat:                "json",
 		SyncMaxTimeout:           45 * time.Second,
 		NATSStreamMaxAge:         72 * time.Hour,
+		NATSSyncInterval:         time.Second,
 		NATSReplicas:             3,
 	}
 	if c != want {

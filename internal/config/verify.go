@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // maxJetStreamReplicas is JetStream's own upper bound on stream replicas.
@@ -67,6 +68,9 @@ func (c Config) problems() Problems {
 	}
 	if c.SyncMaxTimeout < 0 {
 		add("sync_max_timeout: must not be negative (got %s)", c.SyncMaxTimeout)
+	}
+	if c.NATSSyncInterval < 0 || c.NATSSyncInterval > time.Minute {
+		add("nats_sync_interval: must be between 0 and 1m (got %s)", c.NATSSyncInterval)
 	}
 	if c.NATSStreamMaxAge < 0 {
 		add("nats_stream_max_age: must not be negative (got %s; 0 keeps messages forever)", c.NATSStreamMaxAge)

@@ -267,8 +267,10 @@ func TestCrashMidBurst(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer st.Close()
-			hubtest.CheckFor(t, 20*time.Second, 100*time.Millisecond, func() error {
-				pending, err := st.PendingOutbox(ctx, 10)
+			// Rows stay 5 s after their publish (longer than JetStream's
+			// fsync interval) before the relay deletes them.
+			hubtest.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+				pending, err := st.PendingOutbox(ctx, 0, 10)
 				if err != nil {
 					return err
 				}

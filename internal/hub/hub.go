@@ -98,11 +98,16 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (h *Hub, err
 	}
 	bcfg.Name = "eimis-" + cfg.ServerName
 	bcfg.OnPublish = metrics.PublishObserved
+	bcfg.SyncAlways = cfg.NATSSyncInterval == 0
+	bcfg.SyncInterval = cfg.NATSSyncInterval
 	if h.Bus, err = bus.Start(ctx, bcfg, log); err != nil {
 		return nil, fmt.Errorf("start NATS: %w", err)
 	}
 
-	relay := outbox.New(h.Store, h.Bus, log.With("component", "outbox"))
+	// Published rows outlive JetStream's fsync interval (for an external
+	// cluster, the operator's sync_interval should be at most this).
+	retain := max(5*time.Second, 3*cfg.NATSSyncInterval)
+	relay := outbox.New(h.Store, h.Bus, log.With("component", "outbox"), retain)
 	h.relayDone = make(chan struct{})
 	go func() {
 		defer close(h.relayDone)

@@ -194,7 +194,7 @@ type Store interface {
 	GetFilter(ctx context.Context, userID, filterID string) (json.RawMessage, error)
 
 	// Outbox: the relay to NATS.
-	PendingOutbox(ctx context.Context, limit int) ([]OutboxEntry, error)
+	PendingOutbox(ctx context.Context, after int64, limit int) ([]OutboxEntry, error) // pos > after
 	DeleteOutbox(ctx context.Context, positions []int64) error
 
 	// Key/value for small hub-level facts (e.g. the schema owner's notes).

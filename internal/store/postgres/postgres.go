@@ -872,13 +872,14 @@ func (s *Store) GetFilter(ctx context.Context, userID, filterID string) (json.Ra
 
 // Outbox.
 
-// PendingOutbox returns up to limit entries (all if limit <= 0), oldest first.
-func (s *Store) PendingOutbox(ctx context.Context, limit int) ([]store.OutboxEntry, error) {
+// PendingOutbox returns up to limit entries above position after (all if
+// limit <= 0), oldest first.
+func (s *Store) PendingOutbox(ctx context.Context, after int64, limit int) ([]store.OutboxEntry, error) {
 	var lim any
 	if limit > 0 {
 		lim = int64(limit)
 	}
-	rows, err := s.pool.Query(ctx, `SELECT pos, event_id, room_id FROM outbox ORDER BY pos LIMIT $1`, lim)
+	rows, err := s.pool.Query(ctx, `SELECT pos, event_id, room_id FROM outbox WHERE pos > $1 ORDER BY pos LIMIT $2`, after, lim)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: pending outbox: %w", err)
 	}

@@ -934,12 +934,13 @@ func (s *Store) GetFilter(ctx context.Context, userID, filterID string) (json.Ra
 
 // Outbox.
 
-// PendingOutbox returns up to limit entries (all if limit <= 0), oldest first.
-func (s *Store) PendingOutbox(ctx context.Context, limit int) ([]store.OutboxEntry, error) {
+// PendingOutbox returns up to limit entries above position after (all if
+// limit <= 0), oldest first.
+func (s *Store) PendingOutbox(ctx context.Context, after int64, limit int) ([]store.OutboxEntry, error) {
 	if limit <= 0 {
 		limit = -1
 	}
-	rows, err := s.rq.QueryContext(ctx, `SELECT pos, event_id, room_id FROM outbox ORDER BY pos LIMIT ?`, limit)
+	rows, err := s.rq.QueryContext(ctx, `SELECT pos, event_id, room_id FROM outbox WHERE pos > ? ORDER BY pos LIMIT ?`, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: pending outbox: %w", err)
 	}

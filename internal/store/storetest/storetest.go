@@ -195,7 +195,7 @@ func testEmpty(t *testing.T, s store.Store) {
 		"CurrentState":    func() (int, error) { v, err := s.CurrentState(ctx, "!none:hub"); return len(v), err },
 		"UserMemberships": func() (int, error) { v, err := s.UserMemberships(ctx, "@a:hub"); return len(v), err },
 		"RoomMembers":     func() (int, error) { v, err := s.RoomMembers(ctx, "!none:hub", ""); return len(v), err },
-		"PendingOutbox":   func() (int, error) { v, err := s.PendingOutbox(ctx, 10); return len(v), err },
+		"PendingOutbox":   func() (int, error) { v, err := s.PendingOutbox(ctx, 0, 10); return len(v), err },
 		"ListDevices":     func() (int, error) { v, err := s.ListDevices(ctx, "nobody"); return len(v), err },
 		"EventsByID":      func() (int, error) { v, err := s.EventsByID(ctx, []string{"$a", "$b"}); return len(v), err },
 		"ReceiptsSince":   func() (int, error) { v, err := s.ReceiptsSince(ctx, []string{"!r:hub"}, 0, 100); return len(v), err },
@@ -396,7 +396,7 @@ func testInsertEvent(t *testing.T, s store.Store) {
 	_, err = s.TxnEvent(ctx, store.TxnKey{UserID: txn.UserID, DeviceID: "D2", TxnID: "t1"})
 	wantErr(t, "TxnEvent other device", err, store.ErrNotFound)
 
-	out, err := s.PendingOutbox(ctx, 0)
+	out, err := s.PendingOutbox(ctx, 0, 0)
 	must(t, "PendingOutbox", err)
 	if len(out) != 3 {
 		t.Fatalf("outbox = %+v, want 3 entries", out)
@@ -663,7 +663,7 @@ func testRollback(t *testing.T, s store.Store) {
 	if r, _ := s.GetRoom(ctx, room); r == nil || r.LastEventID != "$keep" || r.Depth != 1 {
 		t.Errorf("room head after rollback = %+v", r)
 	}
-	if out, _ := s.PendingOutbox(ctx, 0); len(out) != 1 {
+	if out, _ := s.PendingOutbox(ctx, 0, 0); len(out) != 1 {
 		t.Errorf("outbox after rollback = %+v, want only $keep", out)
 	}
 	if p := maxPos(t, s); p != before {
@@ -953,19 +953,24 @@ func testOutbox(t *testing.T, s store.Store) {
 	_, err := s.PutReceipt(ctx, store.Receipt{RoomID: "!r:hub", UserID: "@a:hub", Type: "m.read", EventID: "$0"})
 	must(t, "PutReceipt", err)
 
-	first, err := s.PendingOutbox(ctx, 2)
+	first, err := s.PendingOutbox(ctx, 0, 2)
 	must(t, "PendingOutbox(2)", err)
 	if len(first) != 2 || first[0].Pos != pos[0] || first[1].Pos != pos[1] || first[0].EventID != "$0" || first[1].RoomID != "!r:hub" {
 		t.Errorf("PendingOutbox(2) = %+v", first)
 	}
-	all, err := s.PendingOutbox(ctx, 0)
+	all, err := s.PendingOutbox(ctx, 0, 0)
 	must(t, "PendingOutbox(0)", err)
 	if len(all) != 5 {
 		t.Errorf("PendingOutbox(0) = %d entries, want 5", len(all))
 	}
 	must(t, "DeleteOutbox", s.DeleteOutbox(ctx, []int64{pos[0], pos[1], pos[3]}))
 	must(t, "DeleteOutbox none", s.DeleteOutbox(ctx, nil))
-	rest, err := s.PendingOutbox(ctx, 10)
+	after, err := s.PendingOutbox(ctx, pos[1], 0)
+	must(t, "PendingOutbox after", err)
+	if len(after) != 2 || after[0].Pos != pos[2] || after[1].Pos != pos[4] {
+		t.Errorf("PendingOutbox(after %d) = %+v, want from %d", pos[1], after, pos[2])
+	}
+	rest, err := s.PendingOutbox(ctx, 0, 10)
 	must(t, "PendingOutbox", err)
 	var got []int64
 	for _, o := range rest {
@@ -1062,7 +1067,7 @@ func testLargeTransaction(t *testing.T, s store.Store) {
 	if id, err := s.TxnEvent(ctx, store.TxnKey{UserID: "@alice:hub.example", DeviceID: "D", TxnID: "$2498"}); err != nil || id != "$2498" {
 		t.Errorf("TxnEvent = %q, %v", id, err)
 	}
-	if out, _ := s.PendingOutbox(ctx, 0); len(out) != n {
+	if out, _ := s.PendingOutbox(ctx, 0, 0); len(out) != n {
 		t.Errorf("outbox has %d entries, want %d", len(out), n)
 	}
 }
@@ -1168,7 +1173,7 @@ func testConcurrentWriters(t *testing.T, s store.Store) {
 	if r.Depth != int64(total) || r.LastEventID != evs[len(evs)-1].EventID {
 		t.Errorf("room head = %s depth %d, want %s depth %d", r.LastEventID, r.Depth, evs[len(evs)-1].EventID, total)
 	}
-	if out, _ := s.PendingOutbox(ctx, 0); len(out) != total {
+	if out, _ := s.PendingOutbox(ctx, 0, 0); len(out) != total {
 		t.Errorf("outbox has %d entries, want %d", len(out), total)
 	}
 }
