@@ -277,16 +277,6 @@ func (b *Bus) shutdownServer() {
 	b.srv.WaitForShutdown()
 }
 
-// closed reports whether the connection is gone for good.
-func (b *Bus) closed() bool {
-	select {
-	case <-b.closedCh:
-		return true
-	default:
-		return false
-	}
-}
-
 // serverLogger forwards the embedded server's log lines to slog. Notices go
 // to debug because the server prints a multi-line banner at start-up that
 // would drown the hub's own logs.

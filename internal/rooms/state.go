@@ -76,11 +76,6 @@ func membershipOf(p *pdu.PDU) string {
 	return gjson.GetBytes(p.Content, "membership").Str
 }
 
-// get returns the current state event for (type, key), or nil.
-func (rs *roomState) get(evType, stateKey string) *pdu.PDU {
-	return rs.state[pdu.StateKey{Type: evType, StateKey: stateKey}].pdu
-}
-
 // validContent checks that content is one JSON object.
 func validContent(raw json.RawMessage) (jsontext.Value, error) {
 	raw = bytes.TrimSpace(raw)
