@@ -40,8 +40,17 @@ func defaultPushRules(userID, localpart string) map[string]any {
 		rule(".m.rule.is_user_mention", true, []any{
 			map[string]any{"kind": "event_property_contains", "key": "content.m\\.mentions.user_ids", "value": userID},
 		}, notify(true, true)),
+		// Deprecated since v1.7 but part of the v1.6 ruleset the hub
+		// advertises; clients that send no m.mentions rely on them.
+		rule(".m.rule.contains_display_name", true, []any{
+			map[string]any{"kind": "contains_display_name"},
+		}, notify(true, true)),
 		rule(".m.rule.is_room_mention", true, []any{
 			map[string]any{"kind": "event_property_is", "key": "content.m\\.mentions.room", "value": true},
+			map[string]any{"kind": "sender_notification_permission", "key": "room"},
+		}, notify(false, true)),
+		rule(".m.rule.roomnotif", true, []any{
+			match("content.body", "@room"),
 			map[string]any{"kind": "sender_notification_permission", "key": "room"},
 		}, notify(false, true)),
 		rule(".m.rule.tombstone", true, []any{match("type", "m.room.tombstone"), match("state_key", "")}, notify(false, true)),

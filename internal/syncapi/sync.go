@@ -270,20 +270,48 @@ func (a *API) Sync(ctx context.Context, req Request) (*Response, error) {
 	}
 	timeout := min(req.Timeout, a.maxTimeout)
 	deadline := time.Now().Add(timeout)
-	for {
-		mems, err := a.st.UserMemberships(ctx, req.UserID)
+	// Every persisted change (event, receipt, account data) takes a
+	// position from one sequence, so memberships read at position P stay
+	// valid while the head is still P, and an unchanged head means only
+	// typing can be new.
+	var mems []store.Membership
+	memsAt := int64(-1)
+	for attempt := 0; ; attempt++ {
+		// Register before reading the head: an event committed after the
+		// read wakes this waiter, one committed before is in the response.
+		w := a.n.register(req.UserID, watchRooms(mems))
+		now, err := a.st.MaxPos(ctx)
 		if err != nil {
+			a.n.unregister(w)
 			return nil, err
 		}
-		var watch []string
-		for _, m := range mems {
-			if m.Membership == "join" || m.Membership == "invite" {
-				watch = append(watch, m.RoomID)
+		if now != memsAt {
+			fresh, err := a.st.UserMemberships(ctx, req.UserID)
+			if err != nil {
+				a.n.unregister(w)
+				return nil, err
+			}
+			// Memberships read between two equal heads are those at `now`
+			// (a few tries; compute clamps what is newer otherwise).
+			again, err := a.st.MaxPos(ctx)
+			if err != nil {
+				a.n.unregister(w)
+				return nil, err
+			}
+			changed := memsAt < 0 || !slices.Equal(watchRooms(fresh), watchRooms(mems))
+			mems, memsAt = fresh, now
+			if again != now && attempt < 5 {
+				memsAt = -1
+				a.n.unregister(w)
+				continue
+			}
+			if changed {
+				// Watch the right rooms before computing.
+				a.n.unregister(w)
+				continue
 			}
 		}
-		// Register before computing so nothing accepted in between is missed.
-		w := a.n.register(req.UserID, watch)
-		resp, err := a.compute(ctx, req, since, mems)
+		resp, err := a.compute(ctx, req, since, mems, now)
 		if err != nil || !resp.empty() || since.pos == 0 || req.FullState || timeout <= 0 {
 			a.n.unregister(w)
 			return resp, err
@@ -312,11 +340,18 @@ func (a *API) Sync(ctx context.Context, req Request) (*Response, error) {
 	}
 }
 
-func (a *API) compute(ctx context.Context, req Request, since token, mems []store.Membership) (*Response, error) {
-	now, err := a.st.MaxPos(ctx)
-	if err != nil {
-		return nil, err
+// watchRooms are the rooms whose events should wake the user's long-poll.
+func watchRooms(mems []store.Membership) []string {
+	var out []string
+	for _, m := range mems {
+		if m.Membership == "join" || m.Membership == "invite" {
+			out = append(out, m.RoomID)
+		}
 	}
+	return out
+}
+
+func (a *API) compute(ctx context.Context, req Request, since token, mems []store.Membership, now int64) (*Response, error) {
 	if since.pos > now {
 		// A token from a newer database (or a restored backup): treat as
 		// "nothing missed" rather than replaying history.
@@ -331,6 +366,9 @@ func (a *API) compute(ctx context.Context, req Request, since token, mems []stor
 	for _, m := range mems {
 		switch m.Membership {
 		case "join":
+			if m.Pos > now {
+				continue // joined after this response's position: next time
+			}
 			joined = append(joined, m.RoomID)
 			fresh := initial || m.Pos > since.pos
 			jr, err := a.joinedRoom(ctx, req, m.RoomID, since, now, fresh)
@@ -341,7 +379,7 @@ func (a *API) compute(ctx context.Context, req Request, since token, mems []stor
 				resp.Rooms.Join[m.RoomID] = jr
 			}
 		case "invite":
-			if !initial && m.Pos <= since.pos {
+			if (!initial && m.Pos <= since.pos) || m.Pos > now {
 				continue
 			}
 			state, err := a.st.CurrentState(ctx, m.RoomID)
@@ -356,7 +394,7 @@ func (a *API) compute(ctx context.Context, req Request, since token, mems []stor
 			ir.InviteState.Events = stripped
 			resp.Rooms.Invite[m.RoomID] = ir
 		case "leave", "ban":
-			if initial || m.Pos <= since.pos {
+			if initial || m.Pos <= since.pos || m.Pos > now {
 				continue
 			}
 			evs, err := a.st.RoomEvents(ctx, m.RoomID, since.pos, m.Pos, req.TimelineLimit, store.Backward)
@@ -395,6 +433,9 @@ func timeline(evs []store.Event, limited bool) (Timeline, error) {
 
 // joinedRoom builds a rooms.join entry, or nil when nothing changed.
 func (a *API) joinedRoom(ctx context.Context, req Request, roomID string, since token, now int64, fresh bool) (*JoinedRoom, error) {
+	if !fresh && since.pos >= now {
+		return nil, nil // nothing committed since the token
+	}
 	from := since.pos
 	if fresh {
 		from = 0
@@ -520,6 +561,9 @@ func (a *API) ephemeral(ctx context.Context, resp *Response, joined []string, si
 	if initial {
 		from = 0
 	}
+	if from >= now {
+		return nil
+	}
 	rcpts, err := a.st.ReceiptsSince(ctx, joined, from, now)
 	if err != nil {
 		return err
@@ -553,6 +597,9 @@ func (a *API) accountData(ctx context.Context, resp *Response, user string, join
 	from := since
 	if initial {
 		from = 0
+	}
+	if from >= now {
+		return nil
 	}
 	ads, err := a.st.AccountDataSince(ctx, user, from, now)
 	if err != nil {
