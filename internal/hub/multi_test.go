@@ -184,3 +184,69 @@ func checkLinearRoom(t *testing.T, st store.Store, roomID, pubKey, keyID string,
 	}
 	_ = pdu.PDU{}
 }
+
+// TestTwoProcesses is TestTwoInstances with real `eimis-hub serve`
+// processes: a message sent through process A reaches a /sync long-poll
+// waiting on process B, through the shared NATS server.
+func TestTwoProcesses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs two hub processes")
+	}
+	const secret = "two-processes-shared-secret"
+	natsURL := startNATS(t)
+	common := []string{"--server-name", "hub.test", "--database", pgtest.URL(t), "--nats", natsURL,
+		"--signing-key", hubtest.SigningKeyFile(t), "--registration-shared-secret", secret, "--log-level", "warn"}
+	a := startProc(t, append([]string{"--data-dir", t.TempDir()}, common...), freePort(t))
+	b := startProc(t, append([]string{"--data-dir", t.TempDir()}, common...), freePort(t))
+	ctx := ctxT(t)
+
+	alice := sharedSecretUser(t, a.url, secret, "alice")
+	bobOnA := sharedSecretUser(t, a.url, secret, "bob")
+	bob := hubtest.ClientFor(t, b.url, bobOnA) // same session, served by B
+
+	room, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Invite: []id.UserID{bob.UserID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.JoinRoomByID(ctx, room.RoomID); err != nil {
+		t.Fatalf("join through B: %v", err)
+	}
+	first, err := bob.SyncRequest(ctx, 0, "", "", false, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		got := make(chan *mautrix.RespSync, 1)
+		go func() {
+			resp, err := bob.SyncRequest(ctx, 30000, first.NextBatch, "", false, "")
+			if err != nil {
+				t.Error(err)
+			}
+			got <- resp
+		}()
+		start := time.Now()
+		sent, err := alice.SendText(ctx, room.RoomID, fmt.Sprintf("across processes %d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp := <-got
+		if resp == nil {
+			t.FailNow()
+		}
+		found := false
+		if jr := resp.Rooms.Join[room.RoomID]; jr != nil {
+			for _, e := range jr.Timeline.Events {
+				found = found || e.ID == sent.EventID
+			}
+		}
+		if !found {
+			// The poll may have started after the send and returned at
+			// once with it; either way the event must be there.
+			t.Fatalf("round %d: B's sync did not return the event sent on A (after %v)", i, time.Since(start))
+		}
+		if time.Since(start) > 25*time.Second {
+			t.Fatalf("round %d: B's long-poll returned by timeout, not by a NATS wake-up", i)
+		}
+		first = resp
+	}
+}

@@ -27,8 +27,8 @@ type Notifier struct {
 	local    map[string]struct{}
 	localIDs []string
 	localPos int
-	log          *slog.Logger
-	onWake       func()
+	log      *slog.Logger
+	onWake   func()
 }
 
 type waiter struct {
@@ -52,7 +52,7 @@ func NewNotifier(log *slog.Logger, onWake func()) *Notifier {
 		byUser: map[string]map[*waiter]struct{}{},
 		typing: map[string]*roomTyping{},
 		local:  map[string]struct{}{}, localIDs: make([]string, localRing),
-		log:    log, onWake: onWake,
+		log: log, onWake: onWake,
 	}
 }
 

@@ -276,7 +276,7 @@ func (a *API) Sync(ctx context.Context, req Request) (*Response, error) {
 	// typing can be new.
 	var mems []store.Membership
 	memsAt := int64(-1)
-	for attempt := 0; ; attempt++ {
+	for {
 		// Register before reading the head: an event committed after the
 		// read wakes this waiter, one committed before is in the response.
 		w := a.n.register(req.UserID, watchRooms(mems))
@@ -291,20 +291,14 @@ func (a *API) Sync(ctx context.Context, req Request) (*Response, error) {
 				a.n.unregister(w)
 				return nil, err
 			}
-			// Memberships read between two equal heads are those at `now`
-			// (a few tries; compute clamps what is newer otherwise).
-			again, err := a.st.MaxPos(ctx)
-			if err != nil {
-				a.n.unregister(w)
-				return nil, err
+			// A membership newer than `now` means the head moved meanwhile.
+			// Positions become visible in commit order, so everything up to
+			// that membership is visible too: answer as of it.
+			for _, m := range fresh {
+				now = max(now, m.Pos)
 			}
 			changed := memsAt < 0 || !slices.Equal(watchRooms(fresh), watchRooms(mems))
 			mems, memsAt = fresh, now
-			if again != now && attempt < 5 {
-				memsAt = -1
-				a.n.unregister(w)
-				continue
-			}
 			if changed {
 				// Watch the right rooms before computing.
 				a.n.unregister(w)
