@@ -90,8 +90,10 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		w.Close()
 		return nil, fmt.Errorf("sqlite: open readers: %w", err)
 	}
-	r.SetMaxOpenConns(max(4, runtime.GOMAXPROCS(0)))
-	r.SetMaxIdleConns(max(4, runtime.GOMAXPROCS(0)))
+	// Readers block in SQLite's page I/O, not only on CPU: hundreds of
+	// /sync long-polls waking at once queue on a small pool.
+	r.SetMaxOpenConns(max(16, 4*runtime.GOMAXPROCS(0)))
+	r.SetMaxIdleConns(max(16, 4*runtime.GOMAXPROCS(0)))
 	s.r = r
 	s.rq = newCachedReader(r)
 	if err := r.PingContext(ctx); err != nil {
