@@ -141,11 +141,11 @@ EIMIS hub is running.
   Data directory : %s (database: %s, NATS: %s)
 
 Create an account (in another terminal):
-  eimis-hub user create --data-dir %s --localpart alice --password 'choose-a-password'
+  %s user create --data-dir %s --localpart alice --password 'choose-a-password'
 
 Then point Element (or any Matrix client) at %s as a custom homeserver
 and log in as @alice:%s. Health: %s/_eimis/health  Metrics: %s/metrics
-`, cfg.PublicBaseURL, cfg.ServerName, cfg.DataDir, kind, nats, cfg.DataDir, cfg.PublicBaseURL, cfg.ServerName, cfg.PublicBaseURL, cfg.PublicBaseURL)
+`, cfg.PublicBaseURL, cfg.ServerName, cfg.DataDir, kind, nats, os.Args[0], cfg.DataDir, cfg.PublicBaseURL, cfg.ServerName, cfg.PublicBaseURL, cfg.PublicBaseURL)
 	return h.Serve(ctx, nil)
 }
 
