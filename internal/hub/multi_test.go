@@ -53,17 +53,7 @@ func TestTwoInstances(t *testing.T) {
 	a.CreateUser(t, "bob", "pw-bob")
 	bob := b.Client(t, "bob", "pw-bob") // logged in through B
 
-	room, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Invite: []id.UserID{bob.UserID}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := bob.JoinRoomByID(ctx, room.RoomID); err != nil {
-		t.Fatalf("join through B: %v", err)
-	}
-	first, err := bob.SyncRequest(ctx, 0, "", "", false, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	room, first := sharedRoom(t, alice, bob)
 
 	// Bob's long-poll on B is waiting before Alice sends on A.
 	type result struct {
@@ -204,17 +194,7 @@ func TestTwoProcesses(t *testing.T) {
 	bobOnA := sharedSecretUser(t, a.url, secret, "bob")
 	bob := hubtest.ClientFor(t, b.url, bobOnA) // same session, served by B
 
-	room, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Invite: []id.UserID{bob.UserID}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := bob.JoinRoomByID(ctx, room.RoomID); err != nil {
-		t.Fatalf("join through B: %v", err)
-	}
-	first, err := bob.SyncRequest(ctx, 0, "", "", false, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	room, first := sharedRoom(t, alice, bob)
 	for i := range 3 {
 		got := make(chan *mautrix.RespSync, 1)
 		go func() {
@@ -249,4 +229,23 @@ func TestTwoProcesses(t *testing.T) {
 		}
 		first = resp
 	}
+}
+
+// sharedRoom: alice creates a room, bob (served by the other instance)
+// joins it, and bob's initial sync is returned for his next long-poll.
+func sharedRoom(t *testing.T, alice, bob *mautrix.Client) (*mautrix.RespCreateRoom, *mautrix.RespSync) {
+	t.Helper()
+	ctx := ctxT(t)
+	room, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Invite: []id.UserID{bob.UserID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.JoinRoomByID(ctx, room.RoomID); err != nil {
+		t.Fatalf("join through the other instance: %v", err)
+	}
+	first, err := bob.SyncRequest(ctx, 0, "", "", false, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return room, first
 }
