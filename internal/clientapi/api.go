@@ -167,6 +167,8 @@ func (a *API) roomsErr(w http.ResponseWriter, r *http.Request, err error) {
 		writeErr(w, mautrix.MTooLarge.WithMessage("%s", err.Error()))
 	case errors.Is(err, rooms.ErrUnknownRoom):
 		writeErr(w, mautrix.MNotFound.WithMessage("Unknown room"))
+	case errors.Is(err, rooms.ErrUnknownEvent):
+		writeErr(w, mautrix.MNotFound.WithMessage("%s", err.Error()))
 	case errors.Is(err, rooms.ErrBadEvent):
 		writeErr(w, mautrix.MBadJSON.WithMessage("%s", err.Error()))
 	case errors.Is(err, rooms.ErrUnsupportedRoomVersion):

@@ -315,3 +315,64 @@ func TestRoomVersions(t *testing.T) {
 		t.Fatalf("v9: want M_UNSUPPORTED_ROOM_VERSION, got %v", err)
 	}
 }
+
+// TestRedaction: a removed message stays removed for everyone, after any
+// reload, and only its sender or a moderator may remove it.
+func TestRedaction(t *testing.T) {
+	for _, dialect := range hubtest.Dialects {
+		t.Run(dialect, func(t *testing.T) {
+			h := hubtest.Start(t, hubtest.Options{Dialect: dialect})
+			alice := h.NewUser(t, "alice")
+			bob := h.NewUser(t, "bob")
+			ctx := ctxT(t)
+			room, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Invite: []id.UserID{bob.UserID}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := bob.JoinRoomByID(ctx, room.RoomID); err != nil {
+				t.Fatal(err)
+			}
+			wrong, err := alice.SendText(ctx, room.RoomID, "patient details sent to the wrong room")
+			if err != nil {
+				t.Fatal(err)
+			}
+			bobs, err := bob.SendText(ctx, room.RoomID, "bob's message")
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Bob (power 0, redact needs 50) cannot remove Alice's message.
+			if _, err := bob.RedactEvent(ctx, room.RoomID, wrong.EventID); respErr(err) != "M_FORBIDDEN" {
+				t.Fatalf("redact someone else's message: want M_FORBIDDEN, got %v", err)
+			}
+			if _, err := alice.RedactEvent(ctx, room.RoomID, wrong.EventID, mautrix.ReqRedact{Reason: "wrong room"}); err != nil {
+				t.Fatalf("redact own message: %v", err)
+			}
+			// A moderator (Alice, power 100) may remove Bob's.
+			if _, err := alice.RedactEvent(ctx, room.RoomID, bobs.EventID); err != nil {
+				t.Fatalf("moderator redaction: %v", err)
+			}
+			for _, cli := range []*mautrix.Client{alice, bob} {
+				ev, err := cli.GetEvent(ctx, room.RoomID, wrong.EventID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(ev.Content.Raw) != 0 || ev.Unsigned.RedactedBecause == nil {
+					t.Fatalf("%s sees content %v, redacted_because %v", cli.UserID, ev.Content.Raw, ev.Unsigned.RedactedBecause)
+				}
+				// A fresh initial sync (a reloaded client) never sees the text.
+				resp, err := cli.SyncRequest(ctx, 0, "", "", false, "")
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, e := range resp.Rooms.Join[room.RoomID].Timeline.Events {
+					if e.ID == wrong.EventID && len(e.Content.Raw) != 0 {
+						t.Fatalf("initial sync of %s still has the redacted content", cli.UserID)
+					}
+				}
+			}
+			if _, err := bob.RedactEvent(ctx, room.RoomID, "$nonexistent"); respErr(err) != "M_NOT_FOUND" {
+				t.Fatalf("redact unknown event: got %v", err)
+			}
+		})
+	}
+}

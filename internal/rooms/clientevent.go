@@ -17,6 +17,9 @@ type wirePDU struct {
 	OriginServerTS int64           `json:"origin_server_ts"`
 	StateKey       *string         `json:"state_key,omitempty"`
 	Redacts        string          `json:"redacts,omitempty"`
+	Unsigned       struct {
+		RedactedBecause json.RawMessage `json:"redacted_because,omitempty"`
+	} `json:"unsigned"`
 }
 
 // ClientEvent is the Client-Server API form of an event.
@@ -34,8 +37,9 @@ type ClientEvent struct {
 
 // Unsigned carries the server's per-delivery facts.
 type Unsigned struct {
-	Age           int64  `json:"age"`
-	TransactionID string `json:"transaction_id,omitempty"`
+	Age             int64           `json:"age"`
+	TransactionID   string          `json:"transaction_id,omitempty"`
+	RedactedBecause json.RawMessage `json:"redacted_because,omitempty"`
 }
 
 // ToClientEvent converts a stored event. withRoomID is false inside /sync
@@ -48,7 +52,7 @@ func ToClientEvent(e store.Event, withRoomID bool) (ClientEvent, error) {
 	ce := ClientEvent{
 		Type: w.Type, Content: w.Content, EventID: e.EventID, Sender: w.Sender,
 		OriginServerTS: w.OriginServerTS, StateKey: w.StateKey, Redacts: w.Redacts,
-		Unsigned: &Unsigned{Age: max(0, time.Now().UnixMilli()-w.OriginServerTS)},
+		Unsigned: &Unsigned{Age: max(0, time.Now().UnixMilli()-w.OriginServerTS), RedactedBecause: w.Unsigned.RedactedBecause},
 	}
 	if len(ce.Content) == 0 {
 		ce.Content = json.RawMessage("{}")

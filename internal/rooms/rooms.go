@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"time"
 
+	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/eimis-hub/eimis/internal/signingkey"
@@ -36,6 +37,8 @@ var (
 	ErrTooLarge = errors.New("event too large")
 	// ErrUnknownRoom is a room this hub does not know.
 	ErrUnknownRoom = errors.New("unknown room")
+	// ErrUnknownEvent is a reference to an event the room does not have.
+	ErrUnknownEvent = errors.New("unknown event")
 	// ErrBadEvent is a malformed event request (e.g. bad state key).
 	ErrBadEvent = errors.New("bad event")
 	// ErrUnsupportedRoomVersion is a room version the hub cannot create.
@@ -396,6 +399,13 @@ func (s *Server) Send(ctx context.Context, req Submit) (*Result, error) {
 
 // appendEvent builds the next event of rs, checks it and inserts it.
 func (b *batch) appendEvent(rs *roomState, req Submit) (id.EventID, error) {
+	var target *store.Event
+	if req.Type == event.EventRedaction.Type {
+		var err error
+		if target, err = b.redactionTarget(rs, req); err != nil {
+			return "", err
+		}
+	}
 	p, evID, err := rs.build(b.s.cfg, req)
 	if err != nil {
 		return "", err
@@ -419,5 +429,10 @@ func (b *batch) appendEvent(rs *roomState, req Submit) (id.EventID, error) {
 	ev.Pos = pos
 	rs.apply(p, evID)
 	b.created = append(b.created, ev)
+	if target != nil {
+		if err := b.applyRedaction(rs, target, p, evID); err != nil {
+			return "", err
+		}
+	}
 	return evID, nil
 }

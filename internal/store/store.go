@@ -213,6 +213,11 @@ type EventTx interface {
 	TxnEvents(ctx context.Context, keys []TxnKey) (map[TxnKey]string, error)
 	GetRooms(ctx context.Context, roomIDs []string) (map[string]*Room, error)
 	CurrentState(ctx context.Context, roomID string) ([]Event, error)
+	// GetEvent reads one event, seeing this transaction's own writes.
+	GetEvent(ctx context.Context, eventID string) (*Event, error) // ErrNotFound
+	// RedactEvent replaces an event's stored JSON with its redacted form
+	// (same event ID, hashes and signatures, which cover the redacted form).
+	RedactEvent(ctx context.Context, eventID string, redacted json.RawMessage) error // ErrNotFound
 	// InsertEvent allocates the next position, stores the event, updates
 	// the room head (last event, depth), the current state (for state
 	// events), the txn record and adds an outbox row. It returns the position.

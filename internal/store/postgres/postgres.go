@@ -356,6 +356,33 @@ func (t *eventTx) TxnEvent(ctx context.Context, k store.TxnKey) (string, error) 
 	return txnEvent(ctx, t.tx, k)
 }
 
+func (t *eventTx) GetEvent(ctx context.Context, eventID string) (*store.Event, error) {
+	if err := t.flush(ctx, false); err != nil {
+		return nil, err
+	}
+	e, err := scanEvent(t.tx.QueryRow(ctx, `SELECT `+eventCols+` FROM events e WHERE e.event_id = $1`, eventID))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("postgres: event %q: %w", eventID, store.ErrNotFound)
+	} else if err != nil {
+		return nil, fmt.Errorf("postgres: event %q: %w", eventID, err)
+	}
+	return &e, nil
+}
+
+func (t *eventTx) RedactEvent(ctx context.Context, eventID string, redacted json.RawMessage) error {
+	if err := t.flush(ctx, false); err != nil {
+		return err
+	}
+	tag, err := t.tx.Exec(ctx, `UPDATE events SET json = $1 WHERE event_id = $2`, []byte(redacted), eventID)
+	if err != nil {
+		return fmt.Errorf("postgres: redact %q: %w", eventID, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("postgres: redact %q: %w", eventID, store.ErrNotFound)
+	}
+	return nil
+}
+
 func (t *eventTx) TxnEvents(ctx context.Context, keys []store.TxnKey) (map[store.TxnKey]string, error) {
 	out := make(map[store.TxnKey]string, len(keys))
 	if len(keys) == 0 {

@@ -445,6 +445,27 @@ func (t *eventTx) TxnEvent(ctx context.Context, k store.TxnKey) (string, error) 
 	return txnEvent(ctx, t.tx, k)
 }
 
+func (t *eventTx) GetEvent(ctx context.Context, eventID string) (*store.Event, error) {
+	e, err := scanEvent(t.tx.QueryRowContext(ctx, `SELECT `+eventCols+` FROM events e WHERE e.event_id = ?`, eventID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("sqlite: event %q: %w", eventID, store.ErrNotFound)
+	} else if err != nil {
+		return nil, fmt.Errorf("sqlite: event %q: %w", eventID, err)
+	}
+	return &e, nil
+}
+
+func (t *eventTx) RedactEvent(ctx context.Context, eventID string, redacted json.RawMessage) error {
+	res, err := t.tx.ExecContext(ctx, `UPDATE events SET json = ? WHERE event_id = ?`, []byte(redacted), eventID)
+	if err != nil {
+		return fmt.Errorf("sqlite: redact %q: %w", eventID, err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 0 {
+		return fmt.Errorf("sqlite: redact %q: %w", eventID, store.ErrNotFound)
+	}
+	return nil
+}
+
 func (t *eventTx) TxnEvents(ctx context.Context, keys []store.TxnKey) (map[store.TxnKey]string, error) {
 	out := make(map[store.TxnKey]string, len(keys))
 	if len(keys) == 0 {

@@ -36,6 +36,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"FailedInsertNeverCommits", testFailedInsertNeverCommits},
 		{"ReadYourWritesInTx", testReadYourWritesInTx},
 		{"BatchedLookups", testBatchedLookups},
+		{"Redaction", testRedaction},
 		{"SharedPositions", testSharedPositions},
 		{"AccountData", testAccountData},
 		{"Receipts", testReceipts},
@@ -1303,4 +1304,36 @@ func testBatchedLookups(t *testing.T, s store.Store) {
 		return nil
 	})
 	must(t, "WriteEvents", err)
+}
+
+// testRedaction: GetEvent sees the transaction's own insert, and
+// RedactEvent replaces the stored JSON (reads then return the new bytes).
+func testRedaction(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	createRoom(t, s, "!r:hub")
+	err := s.WriteEvents(ctx, func(tx store.EventTx) error {
+		if _, err := tx.InsertEvent(ctx, ev("!r:hub", "$secret", "m.room.message", nil, 1)); err != nil {
+			return err
+		}
+		e, err := tx.GetEvent(ctx, "$secret")
+		if err != nil {
+			return err
+		}
+		if e.RoomID != "!r:hub" || !strings.Contains(string(e.JSON), "hello from") {
+			t.Errorf("GetEvent in tx = %+v", e)
+		}
+		if _, err := tx.GetEvent(ctx, "$missing"); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("GetEvent missing: %v, want ErrNotFound", err)
+		}
+		if err := tx.RedactEvent(ctx, "$missing", json.RawMessage(`{}`)); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("RedactEvent missing: %v, want ErrNotFound", err)
+		}
+		return tx.RedactEvent(ctx, "$secret", json.RawMessage(`{"content":{},"type":"m.room.message"}`))
+	})
+	must(t, "WriteEvents", err)
+	e, err := s.EventByID(ctx, "$secret")
+	must(t, "EventByID", err)
+	if string(e.JSON) != `{"content":{},"type":"m.room.message"}` {
+		t.Errorf("after redaction JSON = %s", e.JSON)
+	}
 }
