@@ -169,8 +169,14 @@ func TestChat(t *testing.T) {
 			if err := bob.StateEvent(ctx, room.RoomID, event.StateRoomName, "", &name); err != nil || name.Name != "Staff room" {
 				t.Fatalf("name = %q, %v", name.Name, err)
 			}
-			if _, err := alice.SendStateEvent(ctx, room.RoomID, event.StateTopic, "", map[string]any{"topic": "new"}); err != nil {
+			topic, err := alice.SendStateEvent(ctx, room.RoomID, event.StateTopic, "", map[string]any{"topic": "new"})
+			if err != nil {
 				t.Fatalf("set topic: %v", err)
+			}
+			// Clients render the change from unsigned.prev_content.
+			if ev, err := bob.GetEvent(ctx, room.RoomID, topic.EventID); err != nil || ev.Unsigned.PrevContent == nil ||
+				ev.Unsigned.PrevContent.Raw["topic"] != "Coordination" || ev.Unsigned.ReplacesState == "" {
+				t.Fatalf("topic change unsigned = %+v, %v", ev.Unsigned, err)
 			}
 			// Bob (power 0) cannot rename the room (state_default 50).
 			if _, err := bob.SendStateEvent(ctx, room.RoomID, event.StateRoomName, "", map[string]any{"name": "x"}); respErr(err) != "M_FORBIDDEN" {

@@ -19,6 +19,9 @@ type wirePDU struct {
 	Redacts        string          `json:"redacts,omitempty"`
 	Unsigned       struct {
 		RedactedBecause json.RawMessage `json:"redacted_because,omitempty"`
+		PrevContent     json.RawMessage `json:"prev_content,omitempty"`
+		PrevSender      string          `json:"prev_sender,omitempty"`
+		ReplacesState   string          `json:"replaces_state,omitempty"`
 	} `json:"unsigned"`
 }
 
@@ -40,6 +43,9 @@ type Unsigned struct {
 	Age             int64           `json:"age"`
 	TransactionID   string          `json:"transaction_id,omitempty"`
 	RedactedBecause json.RawMessage `json:"redacted_because,omitempty"`
+	PrevContent     json.RawMessage `json:"prev_content,omitempty"`
+	PrevSender      string          `json:"prev_sender,omitempty"`
+	ReplacesState   string          `json:"replaces_state,omitempty"`
 }
 
 // ToClientEvent converts a stored event. withRoomID is false inside /sync
@@ -52,7 +58,10 @@ func ToClientEvent(e store.Event, withRoomID bool) (ClientEvent, error) {
 	ce := ClientEvent{
 		Type: w.Type, Content: w.Content, EventID: e.EventID, Sender: w.Sender,
 		OriginServerTS: w.OriginServerTS, StateKey: w.StateKey, Redacts: w.Redacts,
-		Unsigned: &Unsigned{Age: max(0, time.Now().UnixMilli()-w.OriginServerTS), RedactedBecause: w.Unsigned.RedactedBecause},
+		Unsigned: &Unsigned{
+			Age: max(0, time.Now().UnixMilli()-w.OriginServerTS), RedactedBecause: w.Unsigned.RedactedBecause,
+			PrevContent: w.Unsigned.PrevContent, PrevSender: w.Unsigned.PrevSender, ReplacesState: w.Unsigned.ReplacesState,
+		},
 	}
 	if len(ce.Content) == 0 {
 		ce.Content = json.RawMessage("{}")

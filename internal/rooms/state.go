@@ -134,6 +134,20 @@ func (rs *roomState) build(cfg Config, req Submit) (*pdu.PDU, id.EventID, error)
 	if err := p.Sign(rs.version, cfg.ServerName, id.KeyID(cfg.Key.ID), cfg.Key.Private); err != nil {
 		return nil, "", fmt.Errorf("sign event: %w", err)
 	}
+	if p.StateKey != nil {
+		// Clients render "accepted the invitation", "changed their name"
+		// from what the event replaced. Unsigned is outside the hashes and
+		// signatures, so it can be set after signing.
+		if prev, ok := rs.state[pdu.StateKey{Type: p.Type, StateKey: *p.StateKey}]; ok {
+			u, err := json.Marshal(map[string]any{
+				"replaces_state": prev.id, "prev_content": json.RawMessage(prev.pdu.Content), "prev_sender": prev.pdu.Sender,
+			})
+			if err != nil {
+				return nil, "", fmt.Errorf("unsigned: %w", err)
+			}
+			p.Unsigned = jsontext.Value(u)
+		}
+	}
 	evID, err := p.GetEventID(rs.version)
 	if err != nil {
 		return nil, "", fmt.Errorf("event ID: %w", err)
