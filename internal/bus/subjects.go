@@ -114,3 +114,8 @@ func isEphemeralSubject(subject string) bool {
 // /sync long-poll on any instance wakes. Core NATS: the data itself is in
 // the database; a lost wake only delays delivery to the poll's timeout.
 var SubjectWake = EphemeralSubject("wake")
+
+// SubjectRevoked carries session revocations (logout) between instances so
+// their access-token caches drop the session at once. Core NATS: a lost
+// message only delays the revocation to the cache's TTL.
+var SubjectRevoked = EphemeralSubject("revoked")

@@ -5,6 +5,7 @@ package hub
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -57,8 +58,9 @@ type Hub struct {
 	Key     signingkey.Key
 	Handler http.Handler
 
-	cancel    context.CancelFunc
-	relayDone chan struct{}
+	cancel       context.CancelFunc
+	relayDone    chan struct{}
+	unsubRevoked func()
 }
 
 // Open builds every component. Close releases them.
@@ -124,6 +126,22 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (h *Hub, err
 	}, fanout{h.Sync, relay}, log.With("component", "rooms"))
 
 	h.IDs = identity.New(h.Store, cfg.ServerName, 0)
+	h.IDs.OnRevoke(func(r identity.Revocation) {
+		data, _ := json.Marshal(r)
+		if err := h.Bus.PublishEphemeral(bus.SubjectRevoked, data); err != nil {
+			log.Warn("announce revocation", "err", err)
+		}
+	})
+	unsubRevoked, err := h.Bus.SubscribeEphemeral(bus.SubjectRevoked, func(data []byte) {
+		var r identity.Revocation
+		if json.Unmarshal(data, &r) == nil && r.UserID != "" {
+			h.IDs.Revoked(r)
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("subscribe revocations: %w", err)
+	}
+	h.unsubRevoked = unsubRevoked
 	api := clientapi.New(clientapi.Config{
 		ServerName: cfg.ServerName, PublicBaseURL: cfg.PublicBaseURL, EnableRegistration: cfg.EnableRegistration,
 	}, h.Store, h.IDs, identity.NewSharedSecretRegistrar(cfg.RegistrationSharedSecret), h.Rooms, h.Sync,
@@ -180,6 +198,9 @@ func (h *Hub) Close() {
 	}
 	if h.relayDone != nil {
 		<-h.relayDone
+	}
+	if h.unsubRevoked != nil {
+		h.unsubRevoked()
 	}
 	if h.Bus != nil {
 		h.Bus.Close()

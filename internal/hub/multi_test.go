@@ -109,6 +109,21 @@ func TestTwoInstances(t *testing.T) {
 		t.Fatalf("concurrent send: %v", err)
 	}
 	checkLinearRoom(t, a.Store, string(room.RoomID), a.Key.PublicBase64(), a.Key.ID, 4*perClient+1)
+
+	// Logout through A: the same token stops working on B, which had it
+	// cached, without waiting for the cache's TTL.
+	if _, err := bob.Whoami(ctx); err != nil {
+		t.Fatalf("whoami on B before logout: %v", err)
+	}
+	if _, err := bobOnA.Logout(ctx); err != nil {
+		t.Fatal(err)
+	}
+	hubtest.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {
+		if _, err := bob.Whoami(ctx); respErr(err) != "M_UNKNOWN_TOKEN" {
+			return fmt.Errorf("token still accepted on B: %v", err)
+		}
+		return nil
+	})
 }
 
 // checkLinearRoom verifies a room's stored history: one chain (each event's

@@ -49,6 +49,28 @@ type Service struct {
 
 	mu    sync.Mutex
 	cache map[[32]byte]cachedSession
+
+	// announce, when set, tells the other instances sharing the database
+	// that sessions were revoked, so their caches drop them at once rather
+	// than after tokenCacheTTL.
+	announce func(Revocation)
+}
+
+// Revocation names sessions revoked on one instance: one device, or every
+// device of the user when DeviceID is empty.
+type Revocation struct {
+	UserID   id.UserID   `json:"user_id"`
+	DeviceID id.DeviceID `json:"device_id,omitempty"`
+}
+
+// OnRevoke sets how revocations are announced to other instances.
+func (s *Service) OnRevoke(announce func(Revocation)) { s.announce = announce }
+
+// Revoked drops cached sessions revoked on another instance.
+func (s *Service) Revoked(r Revocation) {
+	s.forget(func(c Session) bool {
+		return c.UserID == r.UserID && (r.DeviceID == "" || c.DeviceID == r.DeviceID)
+	})
 }
 
 type cachedSession struct {
@@ -206,8 +228,11 @@ func (s *Service) Logout(ctx context.Context, token string, sess Session) error 
 	if err != nil {
 		return err
 	}
-	s.forget(func(c Session) bool { return c.UserID == sess.UserID && c.DeviceID == sess.DeviceID })
-	return s.store.DeleteDevice(ctx, lp, string(sess.DeviceID))
+	if err := s.store.DeleteDevice(ctx, lp, string(sess.DeviceID)); err != nil {
+		return err
+	}
+	s.revoke(Revocation{UserID: sess.UserID, DeviceID: sess.DeviceID})
+	return nil
 }
 
 // LogoutAll deletes every device of the user.
@@ -216,8 +241,20 @@ func (s *Service) LogoutAll(ctx context.Context, sess Session) error {
 	if err != nil {
 		return err
 	}
-	s.forget(func(c Session) bool { return c.UserID == sess.UserID })
-	return s.store.DeleteAllDevices(ctx, lp)
+	if err := s.store.DeleteAllDevices(ctx, lp); err != nil {
+		return err
+	}
+	s.revoke(Revocation{UserID: sess.UserID})
+	return nil
+}
+
+// revoke evicts after the store change, so a concurrent Authenticate
+// cannot re-cache a session that is being deleted.
+func (s *Service) revoke(r Revocation) {
+	s.Revoked(r)
+	if s.announce != nil {
+		s.announce(r)
+	}
 }
 
 func (s *Service) forget(match func(Session) bool) {
