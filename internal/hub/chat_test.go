@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -381,4 +382,52 @@ func TestRedaction(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestObservability: health and readiness answer, and the metrics show
+// requests by route pattern (never raw paths), accepted events and NATS
+// publishes.
+func TestObservability(t *testing.T) {
+	h := hubtest.Start(t, hubtest.Options{})
+	alice := h.NewUser(t, "alice")
+	ctx := ctxT(t)
+	room, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.SendText(ctx, room.RoomID, "hello"); err != nil {
+		t.Fatal(err)
+	}
+	get := func(path string) (int, string) {
+		resp, err := http.Get(h.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var b strings.Builder
+		_, _ = io.Copy(&b, resp.Body)
+		return resp.StatusCode, b.String()
+	}
+	if code, _ := get("/_eimis/health"); code != 200 {
+		t.Fatalf("health: %d", code)
+	}
+	if code, body := get("/_eimis/ready"); code != 200 || !strings.Contains(body, `"nats":"ok"`) || !strings.Contains(body, `"store":"ok"`) {
+		t.Fatalf("ready: %d %s", code, body)
+	}
+	hubtest.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+		_, body := get("/metrics")
+		for _, want := range []string{
+			`route="PUT /_matrix/client/v3/rooms/{roomId}/send/{type}/{txnId}"`,
+			`eimis_events_accepted_total{`,
+			`eimis_nats_publish_duration_seconds_count`,
+		} {
+			if !strings.Contains(body, want) {
+				return fmt.Errorf("metrics lack %s", want)
+			}
+		}
+		if strings.Contains(body, string(room.RoomID)) {
+			return fmt.Errorf("metrics contain a raw room ID")
+		}
+		return nil
+	})
 }
