@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"strings"
-	"time"
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
@@ -561,5 +560,3 @@ func (a *API) changeTag(w http.ResponseWriter, r *http.Request, s identity.Sessi
 	raw, _ := json.Marshal(map[string]any{"tags": tags})
 	a.setAccountData(w, r, s, r.PathValue("roomId"), "m.tag", raw)
 }
-
-var _ = time.Second

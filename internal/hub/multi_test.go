@@ -10,7 +10,6 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
-	"maunium.net/go/mautrix/federation/pdu"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/eimis-hub/eimis/internal/hub/hubtest"
@@ -187,7 +186,6 @@ func checkLinearRoom(t *testing.T, st store.Store, roomID, pubKey, keyID string,
 	if messages < minMessages {
 		t.Fatalf("%d messages stored, want at least %d", messages, minMessages)
 	}
-	_ = pdu.PDU{}
 }
 
 // TestTwoProcesses is TestTwoInstances with real `eimis-hub serve`
