@@ -3,15 +3,20 @@ package hub_test
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/http"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/eimis-hub/eimis/internal/bus"
 	"github.com/eimis-hub/eimis/internal/hub/hubtest"
 	"github.com/eimis-hub/eimis/internal/rooms"
 	"github.com/eimis-hub/eimis/internal/store"
@@ -261,4 +266,101 @@ func sharedRoom(t *testing.T, alice, bob *mautrix.Client) (*mautrix.RespCreateRo
 		t.Fatal(err)
 	}
 	return room, first
+}
+
+// TestNATSOutage: with the external NATS server down, sends are still
+// accepted (they wait in the outbox), readiness says NATS is unavailable,
+// and once NATS is back the outbox drains into the stream, each event once.
+func TestNATSOutage(t *testing.T) {
+	storeDir := t.TempDir()
+	opts := &server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: storeDir, NoLog: true, NoSigs: true}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	port := ns.Addr().(*net.TCPAddr).Port
+	h := hubtest.Start(t, hubtest.Options{NATSURL: ns.ClientURL()})
+	alice := h.NewUser(t, "alice")
+	ctx := ctxT(t)
+	room, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	ns.Shutdown()
+	ns.WaitForShutdown()
+	for i := range 5 {
+		if _, err := alice.SendText(ctx, room.RoomID, fmt.Sprintf("during outage %d", i)); err != nil {
+			t.Fatalf("send while NATS is down: %v", err)
+		}
+	}
+	hubtest.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+		resp, err := http.Get(h.URL + "/_eimis/ready")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable {
+			return fmt.Errorf("ready = %d while NATS is down", resp.StatusCode)
+		}
+		return nil
+	})
+
+	// NATS comes back on the same port with the same store.
+	opts2 := *opts
+	opts2.Port = port
+	ns2, err := server.NewServer(&opts2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns2.Start()
+	t.Cleanup(ns2.Shutdown)
+	if !ns2.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server did not restart")
+	}
+	nc, err := nats.Connect(ns2.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hubtest.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+		st, err := js.Stream(ctx, bus.StreamEvents)
+		if err != nil {
+			return err
+		}
+		info, err := st.Info(ctx)
+		if err != nil {
+			return err
+		}
+		// Room creation events plus the five sends, each exactly once
+		// (Nats-Msg-Id de-duplicates any re-publish).
+		max, err := h.Store.MaxPos(ctx)
+		if err != nil {
+			return err
+		}
+		evs, err := h.Store.RoomEvents(ctx, string(room.RoomID), 0, max, 0, store.Forward)
+		if err != nil {
+			return err
+		}
+		if info.State.Msgs != uint64(len(evs)) {
+			return fmt.Errorf("stream has %d messages, room has %d events", info.State.Msgs, len(evs))
+		}
+		return nil
+	})
+	resp, err := http.Get(h.URL + "/_eimis/ready")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("ready after NATS returned = %d", resp.StatusCode)
+	}
 }
