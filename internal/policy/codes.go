@@ -1,0 +1,28 @@
+package policy
+
+// This file is the one list of the hub's refusal reasons. Clients and
+// bridges branch on Code (stable, never renumbered or reworded); people
+// read Message. Add new codes at the end.
+
+// Code is a stable refusal code, sent as `eimis_code` beside M_FORBIDDEN.
+type Code string
+
+// Refusal codes.
+const (
+	NotAPractitionerID   Code = "EIMIS_NOT_A_PRACTITIONER_ID"
+	NotInDirectory       Code = "EIMIS_NOT_IN_DIRECTORY"
+	InactivePractitioner Code = "EIMIS_INACTIVE_PRACTITIONER"
+	ProfessionNotAllowed Code = "EIMIS_PROFESSION_NOT_ALLOWED"
+	DirectoryUnavailable Code = "EIMIS_DIRECTORY_UNAVAILABLE"
+	ForeignServer        Code = "EIMIS_FOREIGN_SERVER"
+)
+
+// messages are the human texts; %s is the subject (an idNat or user ID).
+var messages = map[Code]string{
+	NotAPractitionerID:   "%s is not a health professional's identifier (expected @<idNat>:server, idNat = 8 + RPPS)",
+	NotInDirectory:       "practitioner %s is not in the health directory",
+	InactivePractitioner: "practitioner %s is not active in the health directory",
+	ProfessionNotAllowed: "practitioner %s has no profession allowed to exchange care information on this hub",
+	DirectoryUnavailable: "the health directory is not loaded yet; %s cannot be checked",
+	ForeignServer:        "%s belongs to another server",
+}
