@@ -14,8 +14,10 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"syscall"
+	"time"
 
 	"github.com/eimis-hub/eimis/internal/config"
+	"github.com/eimis-hub/eimis/internal/directory"
 	"github.com/eimis-hub/eimis/internal/hub"
 	"github.com/eimis-hub/eimis/internal/identity"
 	"github.com/eimis-hub/eimis/internal/signingkey"
@@ -31,6 +33,9 @@ Usage:
   eimis-hub serve [flags]                 run the hub (see: eimis-hub serve --help)
   eimis-hub user create --localpart L --password P [--admin] [store flags]
   eimis-hub keygen [--out FILE]           write a new ed25519 signing key
+  eimis-hub directory import [--max-bad-rows N] [store flags] FILE
+                                          import an RPPS extract (PS_LibreAcces_Personne_activite)
+  eimis-hub directory stats [store flags] show the stored health directory
   eimis-hub version
 
 Every setting can come from a YAML file (--config, EIMIS_CONFIG), EIMIS_*
@@ -59,6 +64,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = userCreate(args[2:], stdout, stderr)
 	case "keygen":
 		err = keygen(args[1:], stdout, stderr)
+	case "directory":
+		switch {
+		case len(args) >= 2 && args[1] == "import":
+			err = directoryImport(args[2:], stdout, stderr)
+		case len(args) >= 2 && args[1] == "stats":
+			err = directoryStats(args[2:], stdout, stderr)
+		default:
+			fmt.Fprint(stderr, directoryUsage)
+			return 2
+		}
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "eimis-hub", buildVersion())
 		return 0
@@ -202,5 +217,87 @@ func keygen(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "wrote %s (%s)\n", *out, k.ID)
+	return nil
+}
+
+const directoryUsage = `usage: eimis-hub directory import [--max-bad-rows N] [--data-dir DIR | --database URL] FILE
+       eimis-hub directory stats [--data-dir DIR | --database URL]
+`
+
+func directoryImport(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("eimis-hub directory import", flag.ContinueOnError)
+	// A real extract has a handful of bad rows at most; hundreds mean a
+	// truncated file or a new format, which must not deactivate anyone.
+	maxBad := fs.Int("max-bad-rows", 100, "refuse the import once more rows than this are rejected (0: no limit)")
+	cfg, err := loadConfig(fs, args, stderr)
+	if err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return errors.New("directory import: exactly one FILE expected, after the flags")
+	}
+	path := fs.Arg(0)
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("directory import: %w", err)
+	}
+	defer f.Close()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	st, err := hub.OpenStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	rep, res, err := directory.Import(ctx, st, f, directory.ReadOptions{MaxBadRows: *maxBad})
+	printImportReport(stdout, path, rep, res)
+	return err
+}
+
+func printImportReport(w io.Writer, path string, rep directory.Report, res directory.ImportResult) {
+	fmt.Fprintf(w, "%s: %d rows, %d practitioners, encoding %s\n", path, rep.Rows, rep.People, rep.Encoding)
+	if rep.Filtered > 0 {
+		fmt.Fprintf(w, "filtered out: %d rows\n", rep.Filtered)
+	}
+	if rep.BadRows > 0 {
+		more := ""
+		if rep.BadRows > len(rep.Examples) {
+			more = fmt.Sprintf(" (first %d shown)", len(rep.Examples))
+		}
+		fmt.Fprintf(w, "bad rows: %d%s\n", rep.BadRows, more)
+		for _, e := range rep.Examples {
+			fmt.Fprintf(w, "  %s\n", e)
+		}
+	}
+	if !res.Committed {
+		fmt.Fprintln(w, "import refused: the previous directory is unchanged")
+		return
+	}
+	fmt.Fprintf(w, "imported generation %d in %s: %d active, %d inactive, %d newly inactive\n",
+		res.Stats.Generation, res.Duration.Round(time.Millisecond), res.Stats.Active, res.Stats.Inactive, res.Inactivated)
+}
+
+func directoryStats(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("eimis-hub directory stats", flag.ContinueOnError)
+	cfg, err := loadConfig(fs, args, stderr)
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	st, err := hub.OpenStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	s, err := st.DirectoryStats(ctx)
+	if err != nil {
+		return err
+	}
+	if s.Generation == 0 {
+		fmt.Fprintln(stdout, "no directory imported yet")
+		return nil
+	}
+	fmt.Fprintf(stdout, "generation %d, imported %s: %d active, %d inactive\n",
+		s.Generation, s.ImportedAt.UTC().Format(time.RFC3339), s.Active, s.Inactive)
 	return nil
 }

@@ -80,3 +80,41 @@ func TestUserCreate(t *testing.T) {
 		t.Fatalf("SQLite database not created in the data dir: %v", err)
 	}
 }
+
+func TestDirectoryImportAndStats(t *testing.T) {
+	dir := t.TempDir()
+	sample := filepath.Join("..", "..", "schemas", "sample", "PS_LibreAcces_Personne_activite_sample.txt")
+	if code, out, _ := runCLI(t, "directory", "stats", "--data-dir", dir); code != 0 || !strings.Contains(out, "no directory") {
+		t.Fatalf("stats before import: %d %q", code, out)
+	}
+	code, out, errs := runCLI(t, "directory", "import", "--data-dir", dir, sample)
+	if code != 0 || !strings.Contains(out, "30 practitioners") || !strings.Contains(out, "UTF-8") || !strings.Contains(out, "30 active") {
+		t.Fatalf("import: %d %q %q", code, out, errs)
+	}
+	code, out, _ = runCLI(t, "directory", "stats", "--data-dir", dir)
+	if code != 0 || !strings.Contains(out, "30 active, 0 inactive") {
+		t.Fatalf("stats: %d %q", code, out)
+	}
+	stats := out
+
+	// bad_rows.txt has 4 bad rows: beyond the limit, the import is refused
+	// with the offending lines listed, and the directory stays as it was.
+	bad := filepath.Join("..", "..", "internal", "directory", "testdata", "bad_rows.txt")
+	code, out, errs = runCLI(t, "directory", "import", "--data-dir", dir, "--max-bad-rows", "2", bad)
+	if code != 1 || !strings.Contains(out, "bad rows: 3") || !strings.Contains(out, "line 4:") ||
+		!strings.Contains(out, "refused") || !strings.Contains(errs, "too many bad rows") {
+		t.Fatalf("import with too many bad rows: %d %q %q", code, out, errs)
+	}
+	if code, out, _ := runCLI(t, "directory", "stats", "--data-dir", dir); code != 0 || out != stats {
+		t.Fatalf("stats after a refused import: %d %q, want %q", code, out, stats)
+	}
+
+	for _, args := range [][]string{{"directory"}, {"directory", "frob"}} {
+		if code, _, errs := runCLI(t, args...); code != 2 || !strings.Contains(errs, "directory import") {
+			t.Fatalf("%v: %d %q", args, code, errs)
+		}
+	}
+	if code, _, errs := runCLI(t, "directory", "import", "--data-dir", dir); code != 1 || !strings.Contains(errs, "FILE") {
+		t.Fatalf("import without a file: %d %q", code, errs)
+	}
+}

@@ -47,6 +47,12 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"LargeTransaction", testLargeTransaction},
 		{"ConcurrentWriters", testConcurrentWriters},
 		{"CommitOrderVisibility", testCommitOrderVisibility},
+		{"DirectoryEmpty", testDirectoryEmpty},
+		{"DirectoryImports", testDirectoryImports},
+		{"DirectoryAtomicSwitch", testDirectoryAtomicSwitch},
+		{"DirectoryAbort", testDirectoryAbort},
+		{"DirectorySuperseded", testDirectorySuperseded},
+		{"DirectoryDuplicate", testDirectoryDuplicate},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -1335,5 +1341,329 @@ func testRedaction(t *testing.T, s store.Store) {
 	must(t, "EventByID", err)
 	if string(e.JSON) != `{"content":{},"type":"m.room.message"}` {
 		t.Errorf("after redaction JSON = %s", e.JSON)
+	}
+}
+
+// Health directory.
+
+func dirRec(idNat, last string) store.DirectoryRecord {
+	return store.DirectoryRecord{
+		IDNat: idNat, RPPS: strings.TrimPrefix(idNat, "8"), Civility: "Docteur",
+		LastName: last, FirstName: "Marie",
+		Professions: json.RawMessage(`[{"code":"10","label":"Médecin"}]`),
+		Activities:  json.RawMessage(`[{"finess":"750000001","city":"PARIS"}]`),
+		Active:      true,
+	}
+}
+
+// importDir runs one whole import, in batches of batch records.
+func importDir(t *testing.T, s store.Store, batch int, recs ...store.DirectoryRecord) int {
+	t.Helper()
+	ctx := t.Context()
+	im, err := s.BeginDirectoryImport(ctx)
+	if err != nil {
+		t.Fatalf("BeginDirectoryImport: %v", err)
+	}
+	for len(recs) > 0 {
+		n := min(batch, len(recs))
+		if err := im.Add(ctx, recs[:n]); err != nil {
+			t.Fatalf("Add: %v", err)
+		}
+		recs = recs[n:]
+	}
+	inactivated, err := im.Commit(ctx)
+	if err != nil {
+		t.Fatalf("Commit: %v", err)
+	}
+	if err := im.Abort(ctx); err != nil {
+		t.Fatalf("Abort after Commit must be a no-op: %v", err)
+	}
+	return inactivated
+}
+
+func readDir(t *testing.T, s store.Store) map[string]store.DirectoryRecord {
+	t.Helper()
+	out := map[string]store.DirectoryRecord{}
+	last := ""
+	err := s.DirectoryPractitioners(t.Context(), func(r store.DirectoryRecord) error {
+		if r.IDNat <= last {
+			t.Errorf("records out of idNat order: %q after %q", r.IDNat, last)
+		}
+		last = r.IDNat
+		out[r.IDNat] = r
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("DirectoryPractitioners: %v", err)
+	}
+	return out
+}
+
+func dirStats(t *testing.T, s store.Store) store.DirectoryStats {
+	t.Helper()
+	st, err := s.DirectoryStats(t.Context())
+	if err != nil {
+		t.Fatalf("DirectoryStats: %v", err)
+	}
+	return st
+}
+
+func testDirectoryEmpty(t *testing.T, s store.Store) {
+	if st := dirStats(t, s); st != (store.DirectoryStats{}) {
+		t.Fatalf("stats before any import = %+v, want zero", st)
+	}
+	if got := readDir(t, s); len(got) != 0 {
+		t.Fatalf("directory before any import has %d records", len(got))
+	}
+	// An empty import is the importer's call to refuse; the store obeys.
+	if n := importDir(t, s, 10); n != 0 {
+		t.Fatalf("empty import inactivated %d", n)
+	}
+	if st := dirStats(t, s); st.Generation == 0 || st.Active+st.Inactive != 0 || st.ImportedAt.IsZero() {
+		t.Fatalf("stats after empty import = %+v", st)
+	}
+}
+
+func testDirectoryImports(t *testing.T, s store.Store) {
+	before := time.Now().Add(-time.Second)
+	a, b, c := dirRec("81000000001", "ALPHA"), dirRec("81000000002", "BETA"), dirRec("0123456789", "GAMMA")
+	c.RPPS, c.Activities = "", nil
+	if n := importDir(t, s, 2, a, b, c); n != 0 {
+		t.Fatalf("first import inactivated %d", n)
+	}
+	got := readDir(t, s)
+	if len(got) != 3 {
+		t.Fatalf("after first import: %d records, want 3", len(got))
+	}
+	ga := got[a.IDNat]
+	if ga.UpdatedAt.Before(before) || ga.UpdatedAt.After(time.Now().Add(time.Second)) {
+		t.Errorf("UpdatedAt = %v, want about now", ga.UpdatedAt)
+	}
+	ga.UpdatedAt = time.Time{}
+	if ga.IDNat != a.IDNat || ga.RPPS != a.RPPS || ga.Civility != a.Civility || ga.LastName != a.LastName ||
+		ga.FirstName != a.FirstName || !ga.Active || !bytes.Equal(ga.Professions, a.Professions) || !bytes.Equal(ga.Activities, a.Activities) {
+		t.Errorf("record read back = %+v, want %+v", ga, a)
+	}
+	if string(got[c.IDNat].Activities) != "[]" {
+		t.Errorf("absent activities read back as %q, want []", got[c.IDNat].Activities)
+	}
+	st1 := dirStats(t, s)
+	if st1.Active != 3 || st1.Inactive != 0 || st1.Generation == 0 {
+		t.Fatalf("stats after first import = %+v", st1)
+	}
+
+	// Second import: B renamed, C gone, D new.
+	b2, d := dirRec(b.IDNat, "BETA-DEUX"), dirRec("81000000003", "DELTA")
+	if n := importDir(t, s, 2, a, b2, d); n != 1 {
+		t.Fatalf("second import inactivated %d, want 1 (C)", n)
+	}
+	got = readDir(t, s)
+	if len(got) != 4 || got[b.IDNat].LastName != "BETA-DEUX" || !got[d.IDNat].Active {
+		t.Fatalf("after second import: %+v", got)
+	}
+	gc := got[c.IDNat]
+	if gc.Active || gc.LastName != "GAMMA" {
+		t.Fatalf("absent practitioner must be kept as inactive, got %+v", gc)
+	}
+	st2 := dirStats(t, s)
+	if st2.Generation <= st1.Generation || st2.Active != 3 || st2.Inactive != 1 {
+		t.Fatalf("stats after second import = %+v (first %+v)", st2, st1)
+	}
+
+	// Third import: only A. B and D become inactive; C stays inactive and is
+	// not counted again, and keeps the time it was first found missing.
+	time.Sleep(5 * time.Millisecond)
+	if n := importDir(t, s, 1000, a); n != 2 {
+		t.Fatalf("third import inactivated %d, want 2 (B, D)", n)
+	}
+	got = readDir(t, s)
+	if len(got) != 4 || !got[a.IDNat].Active || got[b.IDNat].Active || got[d.IDNat].Active || got[c.IDNat].Active {
+		t.Fatalf("after third import: %+v", got)
+	}
+	if !got[c.IDNat].UpdatedAt.Equal(gc.UpdatedAt) {
+		t.Errorf("C's UpdatedAt moved from %v to %v though it was already inactive", gc.UpdatedAt, got[c.IDNat].UpdatedAt)
+	}
+	// Coming back makes one active again; B and D, still absent, were
+	// inactive already and are not counted twice.
+	if n := importDir(t, s, 1000, a, c); n != 0 {
+		t.Fatalf("fourth import inactivated %d, want 0", n)
+	}
+	if got := readDir(t, s); !got[c.IDNat].Active || got[b.IDNat].Active {
+		t.Fatalf("after fourth import: %+v", got)
+	}
+}
+
+func testDirectoryAtomicSwitch(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	var old []store.DirectoryRecord
+	for i := range 300 {
+		old = append(old, dirRec(fmt.Sprintf("8%010d", i), "OLD"))
+	}
+	importDir(t, s, 100, old...)
+	st1 := dirStats(t, s)
+
+	im, err := s.BeginDirectoryImport(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var next []store.DirectoryRecord
+	for i := 100; i < 500; i++ {
+		next = append(next, dirRec(fmt.Sprintf("8%010d", i), "NEW"))
+	}
+	for i := 0; i < len(next); i += 150 {
+		if err := im.Add(ctx, next[i:min(i+150, len(next))]); err != nil {
+			t.Fatal(err)
+		}
+		// Between batches readers still see exactly the old directory.
+		got := readDir(t, s)
+		if len(got) != 300 {
+			t.Fatalf("during the import a reader sees %d records, want the old 300", len(got))
+		}
+		for _, r := range got {
+			if r.LastName != "OLD" {
+				t.Fatalf("during the import a reader sees %+v from the new generation", r)
+			}
+		}
+		if st := dirStats(t, s); st != st1 {
+			t.Fatalf("stats during the import = %+v, want %+v", st, st1)
+		}
+	}
+
+	// A read under way when the switch commits finishes on the old
+	// generation: commit from inside the callback, on its first record.
+	seen, names := 0, map[string]int{}
+	committed := false
+	err = s.DirectoryPractitioners(ctx, func(r store.DirectoryRecord) error {
+		if !committed {
+			committed = true
+			n, err := im.Commit(ctx)
+			if err != nil {
+				return err
+			}
+			if n != 100 {
+				return fmt.Errorf("commit inactivated %d, want 100", n)
+			}
+		}
+		seen++
+		names[r.LastName]++
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("read across the commit: %v", err)
+	}
+	if seen != 300 || names["OLD"] != 300 {
+		t.Fatalf("read across the commit saw %d records %v, want the 300 old ones", seen, names)
+	}
+
+	got := readDir(t, s)
+	if len(got) != 500 {
+		t.Fatalf("after the switch: %d records, want 400 new + 100 inactive", len(got))
+	}
+	for id, r := range got {
+		if wantNew := r.LastName == "NEW"; wantNew != r.Active {
+			t.Fatalf("after the switch %s = %+v", id, r)
+		}
+	}
+	if st := dirStats(t, s); st.Active != 400 || st.Inactive != 100 {
+		t.Fatalf("stats after the switch = %+v", st)
+	}
+}
+
+func testDirectoryAbort(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	a := dirRec("81000000001", "ALPHA")
+	importDir(t, s, 10, a)
+	st1 := dirStats(t, s)
+
+	im, err := s.BeginDirectoryImport(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := im.Add(ctx, []store.DirectoryRecord{dirRec("81000000002", "BETA")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := im.Abort(ctx); err != nil {
+		t.Fatalf("Abort: %v", err)
+	}
+	if err := im.Abort(ctx); err != nil {
+		t.Fatalf("second Abort: %v", err)
+	}
+	if _, err := im.Commit(ctx); err == nil {
+		t.Fatal("Commit after Abort succeeded")
+	}
+	if err := im.Add(ctx, []store.DirectoryRecord{a}); err == nil {
+		t.Fatal("Add after Abort succeeded")
+	}
+	if st := dirStats(t, s); st != st1 {
+		t.Fatalf("stats after abort = %+v, want unchanged %+v", st, st1)
+	}
+	if got := readDir(t, s); len(got) != 1 || !got[a.IDNat].Active {
+		t.Fatalf("after abort: %+v", got)
+	}
+	// The aborted rows never surface later either.
+	c := dirRec("81000000003", "GAMMA")
+	if n := importDir(t, s, 10, a, c); n != 0 {
+		t.Fatalf("import after abort inactivated %d", n)
+	}
+	if got := readDir(t, s); len(got) != 2 || got["81000000002"].IDNat != "" {
+		t.Fatalf("after abort and a new import: %+v", got)
+	}
+}
+
+// testDirectorySuperseded covers an import left unfinished by a crash (never
+// committed nor aborted) and two imports at once: the newest one wins, the
+// older one can neither write nor commit.
+func testDirectorySuperseded(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	a := dirRec("81000000001", "ALPHA")
+	importDir(t, s, 10, a)
+
+	stale, err := s.BeginDirectoryImport(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stale.Add(ctx, []store.DirectoryRecord{dirRec("81000000002", "STALE")}); err != nil {
+		t.Fatal(err)
+	}
+	c := dirRec("81000000003", "GAMMA")
+	fresh, err := s.BeginDirectoryImport(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fresh.Add(ctx, []store.DirectoryRecord{c}); err != nil {
+		t.Fatal(err)
+	}
+	if err := stale.Add(ctx, []store.DirectoryRecord{dirRec("81000000004", "STALE")}); !errors.Is(err, store.ErrImportSuperseded) {
+		t.Fatalf("Add of a superseded import: %v, want ErrImportSuperseded", err)
+	}
+	if _, err := stale.Commit(ctx); !errors.Is(err, store.ErrImportSuperseded) {
+		t.Fatalf("Commit of a superseded import: %v, want ErrImportSuperseded", err)
+	}
+	// Aborting the loser must not release the winner's generation.
+	if err := stale.Abort(ctx); err != nil {
+		t.Fatalf("Abort of a superseded import: %v", err)
+	}
+	if n, err := fresh.Commit(ctx); err != nil || n != 1 {
+		t.Fatalf("Commit of the newest import: %d, %v; want 1 (A), nil", n, err)
+	}
+	got := readDir(t, s)
+	if len(got) != 2 || !got[c.IDNat].Active || got[a.IDNat].Active {
+		t.Fatalf("after the newest import: %+v", got)
+	}
+}
+
+func testDirectoryDuplicate(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	im, err := s.BeginDirectoryImport(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer im.Abort(ctx) //nolint:errcheck // checked by the other tests
+	a := dirRec("81000000001", "ALPHA")
+	if err := im.Add(ctx, []store.DirectoryRecord{a}); err != nil {
+		t.Fatal(err)
+	}
+	if err := im.Add(ctx, []store.DirectoryRecord{a}); !errors.Is(err, store.ErrExists) {
+		t.Fatalf("same idNat twice in one import: %v, want ErrExists", err)
 	}
 }
