@@ -116,6 +116,16 @@ type Receipt struct {
 	Pos     int64
 }
 
+// Heads are the highest committed positions, overall and per kind. A
+// kind's head is at most Pos; a database created before the per-kind
+// heads existed starts them at its position then ("may have changed").
+type Heads struct {
+	Pos         int64
+	Membership  int64
+	Receipt     int64
+	AccountData int64
+}
+
 // OutboxEntry is an accepted event not yet confirmed published to NATS.
 type OutboxEntry struct {
 	Pos     int64
@@ -157,6 +167,10 @@ type Store interface {
 
 	// Reads for /sync, /messages and the room server.
 	MaxPos(ctx context.Context) (int64, error)
+	// StreamHeads reads MaxPos with the last positions of membership
+	// events, receipts and account data, from one row: /sync skips the
+	// queries for kinds that did not move past the client's token.
+	StreamHeads(ctx context.Context) (Heads, error)
 	GetRoom(ctx context.Context, roomID string) (*Room, error)
 	EventByID(ctx context.Context, eventID string) (*Event, error)
 	EventsByID(ctx context.Context, eventIDs []string) ([]Event, error) // missing IDs are skipped

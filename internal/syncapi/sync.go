@@ -276,26 +276,38 @@ func (a *API) Sync(ctx context.Context, req Request) (*Response, error) {
 	// typing can be new.
 	var mems []store.Membership
 	memsAt := int64(-1)
-	for {
+	for attempt := 0; ; attempt++ {
 		// Register before reading the head: an event committed after the
 		// read wakes this waiter, one committed before is in the response.
 		w := a.n.register(req.UserID, watchRooms(mems))
-		now, err := a.st.MaxPos(ctx)
+		heads, err := a.st.StreamHeads(ctx)
 		if err != nil {
 			a.n.unregister(w)
 			return nil, err
 		}
-		if now != memsAt {
+		now, trusted := heads.Pos, &heads
+		if memsAt < 0 || heads.Membership > memsAt {
 			fresh, err := a.st.UserMemberships(ctx, req.UserID)
 			if err != nil {
 				a.n.unregister(w)
 				return nil, err
 			}
-			// A membership newer than `now` means the head moved meanwhile.
-			// Positions become visible in commit order, so everything up to
-			// that membership is visible too: answer as of it.
+			newest := now
 			for _, m := range fresh {
-				now = max(now, m.Pos)
+				newest = max(newest, m.Pos)
+			}
+			if newest > now {
+				// A membership committed after the heads were read: read
+				// again, so every head describes the same moment.
+				if attempt < 3 {
+					a.n.unregister(w)
+					memsAt = -1
+					continue
+				}
+				// Still racing: answer as of that membership (positions
+				// are visible in commit order, so all below it are
+				// visible), without trusting the per-kind heads.
+				now, trusted = newest, nil
 			}
 			changed := memsAt < 0 || !slices.Equal(watchRooms(fresh), watchRooms(mems))
 			mems, memsAt = fresh, now
@@ -305,7 +317,7 @@ func (a *API) Sync(ctx context.Context, req Request) (*Response, error) {
 				continue
 			}
 		}
-		resp, err := a.compute(ctx, req, since, mems, now)
+		resp, err := a.compute(ctx, req, since, mems, now, trusted)
 		if err != nil || !resp.empty() || since.pos == 0 || req.FullState || timeout <= 0 {
 			a.n.unregister(w)
 			return resp, err
@@ -345,7 +357,10 @@ func watchRooms(mems []store.Membership) []string {
 	return out
 }
 
-func (a *API) compute(ctx context.Context, req Request, since token, mems []store.Membership, now int64) (*Response, error) {
+// compute builds the response for positions (since, now]. heads, when
+// non-nil, describe that same `now` and let it skip queries for kinds
+// that did not change since the token.
+func (a *API) compute(ctx context.Context, req Request, since token, mems []store.Membership, now int64, heads *store.Heads) (*Response, error) {
 	if since.pos > now {
 		// A token from a newer database (or a restored backup): treat as
 		// "nothing missed" rather than replaying history.
@@ -404,11 +419,18 @@ func (a *API) compute(ctx context.Context, req Request, since token, mems []stor
 		}
 	}
 
-	if err := a.ephemeral(ctx, resp, joined, since, now, initial, req); err != nil {
+	receipts, accountData := true, true
+	if heads != nil && !initial {
+		receipts = heads.Receipt > since.pos
+		accountData = heads.AccountData > since.pos
+	}
+	if err := a.ephemeral(ctx, resp, joined, since, now, initial, req, receipts); err != nil {
 		return nil, err
 	}
-	if err := a.accountData(ctx, resp, req.UserID, joined, since.pos, now, initial); err != nil {
-		return nil, err
+	if accountData {
+		if err := a.accountData(ctx, resp, req.UserID, joined, since.pos, now, initial); err != nil {
+			return nil, err
+		}
 	}
 	return resp, nil
 }
@@ -528,7 +550,7 @@ func (a *API) summary(ctx context.Context, roomID, self string) (*Summary, error
 	return s, nil
 }
 
-func (a *API) ephemeral(ctx context.Context, resp *Response, joined []string, since token, now int64, initial bool, req Request) error {
+func (a *API) ephemeral(ctx context.Context, resp *Response, joined []string, since token, now int64, initial bool, req Request, receipts bool) error {
 	room := func(id string) *JoinedRoom {
 		jr := resp.Rooms.Join[id]
 		if jr == nil {
@@ -548,7 +570,7 @@ func (a *API) ephemeral(ctx context.Context, resp *Response, joined []string, si
 			})
 		}
 	}
-	if len(joined) == 0 {
+	if len(joined) == 0 || !receipts {
 		return nil
 	}
 	from := since.pos

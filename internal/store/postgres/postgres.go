@@ -319,10 +319,13 @@ type pendingEvent struct {
 }
 
 type eventTx struct {
-	tx      pgx.Tx
-	last    int64 // last position handed out; 0 if none yet
-	pending []pendingEvent
-	err     error // first failure; poisons the transaction
+	tx   pgx.Tx
+	last int64 // last position handed out; 0 if none yet
+	// lastMember is the position of the transaction's last membership
+	// event (0 if none), for the stream head's member_pos.
+	lastMember int64
+	pending    []pendingEvent
+	err        error // first failure; poisons the transaction
 }
 
 func (t *eventTx) GetRoom(ctx context.Context, roomID string) (*store.Room, error) {
@@ -463,6 +466,9 @@ func (t *eventTx) InsertEvent(ctx context.Context, e store.NewEvent) (int64, err
 		t.last++
 	}
 	t.pending = append(t.pending, pendingEvent{pos: t.last, NewEvent: e})
+	if e.StateKey != nil && e.Type == "m.room.member" {
+		t.lastMember = t.last
+	}
 	if len(t.pending) >= flushEvery {
 		if err := t.flush(ctx, false); err != nil {
 			return 0, err
@@ -483,6 +489,9 @@ func (t *eventTx) flush(ctx context.Context, final bool) error {
 	}
 	if final && t.last > 0 {
 		b.Queue(advanceSQL, t.last)
+		if t.lastMember > 0 {
+			b.Queue(`UPDATE stream_head SET member_pos = $1 WHERE id = 1`, t.lastMember)
+		}
 	}
 	if b.Len() == 0 {
 		return nil
@@ -583,7 +592,7 @@ func queueEvents(b *pgx.Batch, evs []pendingEvent) {
 // BEGIN), so the advisory lock it takes first is held until that
 // transaction commits. The upsert must draw its position with
 // nextval('stream_pos') and return it.
-func (s *Store) writeAtNextPos(ctx context.Context, what, upsert string, args ...any) (int64, error) {
+func (s *Store) writeAtNextPos(ctx context.Context, what, kind, upsert string, args ...any) (int64, error) {
 	release, err := s.enterStream(ctx)
 	if err != nil {
 		return 0, err
@@ -593,7 +602,8 @@ func (s *Store) writeAtNextPos(ctx context.Context, what, upsert string, args ..
 	b.Queue(lockSQL, StreamLockID)
 	var pos int64
 	b.Queue(upsert, args...).QueryRow(func(row pgx.Row) error { return row.Scan(&pos) })
-	b.Queue(`UPDATE stream_head SET pos = currval('stream_pos') WHERE id = 1`)
+	// kind is one of the per-kind head columns, a constant of this file.
+	b.Queue(`UPDATE stream_head SET pos = currval('stream_pos'), ` + kind + ` = currval('stream_pos') WHERE id = 1`)
 	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
 		return 0, fmt.Errorf("postgres: %s: %w", what, err)
 	}
@@ -601,14 +611,14 @@ func (s *Store) writeAtNextPos(ctx context.Context, what, upsert string, args ..
 }
 
 func (s *Store) PutAccountData(ctx context.Context, d store.AccountData) (int64, error) {
-	return s.writeAtNextPos(ctx, "put account data "+d.Type,
+	return s.writeAtNextPos(ctx, "put account data "+d.Type, "account_data_pos",
 		`INSERT INTO account_data (user_id, room_id, type, content, pos) VALUES ($1, $2, $3, $4, nextval('stream_pos'))
 		ON CONFLICT (user_id, room_id, type) DO UPDATE SET content = excluded.content, pos = excluded.pos
 		RETURNING pos`, d.UserID, d.RoomID, d.Type, []byte(d.Content))
 }
 
 func (s *Store) PutReceipt(ctx context.Context, r store.Receipt) (int64, error) {
-	return s.writeAtNextPos(ctx, "put receipt",
+	return s.writeAtNextPos(ctx, "put receipt", "receipt_pos",
 		`INSERT INTO receipts (room_id, user_id, type, event_id, ts, pos) VALUES ($1, $2, $3, $4, $5, nextval('stream_pos'))
 		ON CONFLICT (room_id, user_id, type) DO UPDATE SET event_id = excluded.event_id, ts = excluded.ts, pos = excluded.pos
 		RETURNING pos`, r.RoomID, r.UserID, r.Type, r.EventID, r.TS)
@@ -629,6 +639,17 @@ func (s *Store) MaxPos(ctx context.Context) (int64, error) {
 		return 0, fmt.Errorf("postgres: max pos: %w", err)
 	}
 	return pos, nil
+}
+
+// StreamHeads reads every head in one row read, so they are consistent.
+func (s *Store) StreamHeads(ctx context.Context) (store.Heads, error) {
+	var h store.Heads
+	err := s.pool.QueryRow(ctx, `SELECT pos, member_pos, receipt_pos, account_data_pos FROM stream_head WHERE id = 1`).
+		Scan(&h.Pos, &h.Membership, &h.Receipt, &h.AccountData)
+	if err != nil {
+		return store.Heads{}, fmt.Errorf("postgres: stream heads: %w", err)
+	}
+	return h, nil
 }
 
 func (s *Store) GetRoom(ctx context.Context, roomID string) (*store.Room, error) {

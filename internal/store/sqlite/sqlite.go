@@ -378,8 +378,14 @@ func streamHead(ctx context.Context, tx *sql.Tx) (int64, error) {
 	return pos, nil
 }
 
-func setStreamHead(ctx context.Context, tx *sql.Tx, pos int64) error {
-	if _, err := tx.ExecContext(ctx, `UPDATE stream_head SET pos = ? WHERE id = 1`, pos); err != nil {
+// setStreamHead advances the head and, when kind names one of the
+// per-kind head columns, that column too (kindPos > 0).
+func setStreamHead(ctx context.Context, tx *sql.Tx, pos int64, kind string, kindPos int64) error {
+	q, args := `UPDATE stream_head SET pos = ? WHERE id = 1`, []any{pos}
+	if kind != "" && kindPos > 0 {
+		q, args = `UPDATE stream_head SET pos = ?, `+kind+` = ? WHERE id = 1`, []any{pos, kindPos}
+	}
+	if _, err := tx.ExecContext(ctx, q, args...); err != nil {
 		return fmt.Errorf("sqlite: advance stream head: %w", err)
 	}
 	return nil
@@ -406,7 +412,7 @@ func (s *Store) WriteEvents(ctx context.Context, fn func(tx store.EventTx) error
 		return et.err
 	}
 	if et.last > 0 {
-		if err := setStreamHead(ctx, tx, et.last); err != nil {
+		if err := setStreamHead(ctx, tx, et.last, "member_pos", et.lastMember); err != nil {
 			return err
 		}
 	}
@@ -417,10 +423,11 @@ func (s *Store) WriteEvents(ctx context.Context, fn func(tx store.EventTx) error
 }
 
 type eventTx struct {
-	s    *Store
-	tx   *sql.Tx
-	last int64 // last position handed out in this transaction; 0 if none
-	err  error // first InsertEvent failure; poisons the transaction
+	s          *Store
+	tx         *sql.Tx
+	last       int64 // last position handed out in this transaction; 0 if none
+	lastMember int64 // position of the last membership event, 0 if none
+	err        error // first InsertEvent failure; poisons the transaction
 }
 
 func (t *eventTx) GetRoom(ctx context.Context, roomID string) (*store.Room, error) {
@@ -584,6 +591,9 @@ func (t *eventTx) insertEvent(ctx context.Context, e store.NewEvent) (int64, err
 		if _, err := st(t.s.upsertState).ExecContext(ctx, e.RoomID, e.Type, *e.StateKey, pos, e.EventID, e.Membership); err != nil {
 			return 0, err
 		}
+		if e.Type == "m.room.member" {
+			t.lastMember = pos
+		}
 	}
 	if e.Txn != nil {
 		if _, err := st(t.s.insertTxn).ExecContext(ctx, e.Txn.UserID, e.Txn.DeviceID, e.Txn.TxnID, e.EventID); err != nil {
@@ -607,6 +617,17 @@ func (s *Store) MaxPos(ctx context.Context) (int64, error) {
 		return 0, fmt.Errorf("sqlite: max pos: %w", err)
 	}
 	return pos, nil
+}
+
+// StreamHeads reads every head in one row read, so they are consistent.
+func (s *Store) StreamHeads(ctx context.Context) (store.Heads, error) {
+	var h store.Heads
+	err := s.rq.QueryRowContext(ctx, `SELECT pos, member_pos, receipt_pos, account_data_pos FROM stream_head WHERE id = 1`).
+		Scan(&h.Pos, &h.Membership, &h.Receipt, &h.AccountData)
+	if err != nil {
+		return store.Heads{}, fmt.Errorf("sqlite: stream heads: %w", err)
+	}
+	return h, nil
 }
 
 func (s *Store) GetRoom(ctx context.Context, roomID string) (*store.Room, error) {
@@ -816,7 +837,7 @@ func (s *Store) DeleteAlias(ctx context.Context, alias string) error {
 
 // writeAtNextPos runs one upsert at the next stream position under the
 // global stream lock.
-func (s *Store) writeAtNextPos(ctx context.Context, what string, write func(tx *sql.Tx, pos int64) error) (int64, error) {
+func (s *Store) writeAtNextPos(ctx context.Context, what, kind string, write func(tx *sql.Tx, pos int64) error) (int64, error) {
 	tx, unlock, err := s.beginStream(ctx)
 	if err != nil {
 		return 0, err
@@ -831,7 +852,7 @@ func (s *Store) writeAtNextPos(ctx context.Context, what string, write func(tx *
 	if err := write(tx, pos); err != nil {
 		return 0, fmt.Errorf("sqlite: %s: %w", what, err)
 	}
-	if err := setStreamHead(ctx, tx, pos); err != nil {
+	if err := setStreamHead(ctx, tx, pos, kind, pos); err != nil {
 		return 0, err
 	}
 	if err := tx.Commit(); err != nil {
@@ -841,7 +862,7 @@ func (s *Store) writeAtNextPos(ctx context.Context, what string, write func(tx *
 }
 
 func (s *Store) PutAccountData(ctx context.Context, d store.AccountData) (int64, error) {
-	return s.writeAtNextPos(ctx, "put account data "+d.Type, func(tx *sql.Tx, pos int64) error {
+	return s.writeAtNextPos(ctx, "put account data "+d.Type, "account_data_pos", func(tx *sql.Tx, pos int64) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO account_data (user_id, room_id, type, content, pos) VALUES (?, ?, ?, ?, ?)
 			ON CONFLICT (user_id, room_id, type) DO UPDATE SET content = excluded.content, pos = excluded.pos`,
 			d.UserID, d.RoomID, d.Type, []byte(d.Content), pos)
@@ -893,7 +914,7 @@ func (s *Store) AccountDataSince(ctx context.Context, userID string, from, to in
 }
 
 func (s *Store) PutReceipt(ctx context.Context, r store.Receipt) (int64, error) {
-	return s.writeAtNextPos(ctx, "put receipt", func(tx *sql.Tx, pos int64) error {
+	return s.writeAtNextPos(ctx, "put receipt", "receipt_pos", func(tx *sql.Tx, pos int64) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO receipts (room_id, user_id, type, event_id, ts, pos) VALUES (?, ?, ?, ?, ?, ?)
 			ON CONFLICT (room_id, user_id, type) DO UPDATE SET event_id = excluded.event_id, ts = excluded.ts, pos = excluded.pos`,
 			r.RoomID, r.UserID, r.Type, r.EventID, r.TS, pos)

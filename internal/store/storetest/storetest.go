@@ -37,6 +37,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ReadYourWritesInTx", testReadYourWritesInTx},
 		{"BatchedLookups", testBatchedLookups},
 		{"Redaction", testRedaction},
+		{"StreamHeads", testStreamHeads},
 		{"SharedPositions", testSharedPositions},
 		{"AccountData", testAccountData},
 		{"Receipts", testReceipts},
@@ -1665,5 +1666,37 @@ func testDirectoryDuplicate(t *testing.T, s store.Store) {
 	}
 	if err := im.Add(ctx, []store.DirectoryRecord{a}); !errors.Is(err, store.ErrExists) {
 		t.Fatalf("same idNat twice in one import: %v, want ErrExists", err)
+	}
+}
+
+// testStreamHeads: each kind's head moves with its writes, and only then.
+func testStreamHeads(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	heads := func() store.Heads {
+		h, err := s.StreamHeads(ctx)
+		must(t, "StreamHeads", err)
+		if m, _ := s.MaxPos(ctx); m != h.Pos {
+			t.Errorf("StreamHeads.Pos %d != MaxPos %d", h.Pos, m)
+		}
+		return h
+	}
+	createRoom(t, s, "!r:hub")
+	start := heads()
+	pos := insert(t, s, member("!r:hub", "$m1", "@a:hub", "join", 1))
+	h := heads()
+	if h.Membership != pos[0] || h.Receipt != start.Receipt || h.AccountData != start.AccountData {
+		t.Errorf("after a member event heads = %+v, want membership %d", h, pos[0])
+	}
+	msgs := insert(t, s, ev("!r:hub", "$msg", "m.room.message", nil, 2))
+	if h2 := heads(); h2.Membership != pos[0] || h2.Pos != msgs[0] {
+		t.Errorf("a message moved the membership head: %+v", h2)
+	}
+	rp, err := s.PutReceipt(ctx, store.Receipt{RoomID: "!r:hub", UserID: "@a:hub", Type: "m.read", EventID: "$msg"})
+	must(t, "PutReceipt", err)
+	ap, err := s.PutAccountData(ctx, store.AccountData{UserID: "@a:hub", Type: "m.x", Content: json.RawMessage(`{}`)})
+	must(t, "PutAccountData", err)
+	h = heads()
+	if h.Receipt != rp || h.AccountData != ap || h.Membership != pos[0] || h.Pos != ap {
+		t.Errorf("heads = %+v, want receipt %d, account data %d, membership %d", h, rp, ap, pos[0])
 	}
 }
