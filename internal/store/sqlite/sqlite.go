@@ -48,6 +48,9 @@ type Store struct {
 	streamMu sync.Mutex
 
 	insertEvent, updateRoom, upsertState, insertTxn, insertOutbox *sql.Stmt
+	// The room server's once-per-batch look-ups, also prepared: parsing
+	// them cost more than running them.
+	txnEvents, getRooms *sql.Stmt
 }
 
 var _ store.Store = (*Store)(nil)
@@ -139,6 +142,11 @@ func (s *Store) prepare(ctx context.Context) error {
 			SET pos = excluded.pos, event_id = excluded.event_id, membership = excluded.membership`},
 		{&s.insertTxn, `INSERT INTO txns (user_id, device_id, txn_id, event_id) VALUES (?, ?, ?, ?)`},
 		{&s.insertOutbox, `INSERT INTO outbox (pos, event_id, room_id) VALUES (?, ?, ?)`},
+		{&s.txnEvents, `SELECT t.user_id, t.device_id, t.txn_id, t.event_id FROM txns t
+			JOIN (SELECT value ->> 0 AS u, value ->> 1 AS d, value ->> 2 AS x FROM json_each(?)) k
+			ON t.user_id = k.u AND t.device_id = k.d AND t.txn_id = k.x`},
+		{&s.getRooms, `SELECT room_id, version, creator, last_event_id, depth, created_at
+			FROM rooms WHERE room_id IN (SELECT value FROM json_each(?))`},
 	} {
 		st, err := s.w.PrepareContext(ctx, p.sql)
 		if err != nil {
@@ -163,7 +171,7 @@ func (s *Store) Ping(ctx context.Context) error {
 // Close closes the statements and both pools.
 func (s *Store) Close() error {
 	var errs []error
-	for _, st := range []*sql.Stmt{s.insertEvent, s.updateRoom, s.upsertState, s.insertTxn, s.insertOutbox} {
+	for _, st := range []*sql.Stmt{s.insertEvent, s.updateRoom, s.upsertState, s.insertTxn, s.insertOutbox, s.txnEvents, s.getRooms} {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}
@@ -487,9 +495,7 @@ func (t *eventTx) TxnEvents(ctx context.Context, keys []store.TxnKey) (map[store
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: txns: %w", err)
 	}
-	rows, err := t.tx.QueryContext(ctx, `SELECT t.user_id, t.device_id, t.txn_id, t.event_id FROM txns t
-		JOIN (SELECT value ->> 0 AS u, value ->> 1 AS d, value ->> 2 AS x FROM json_each(?)) k
-		ON t.user_id = k.u AND t.device_id = k.d AND t.txn_id = k.x`, string(arg))
+	rows, err := t.tx.StmtContext(ctx, t.s.txnEvents).QueryContext(ctx, string(arg))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: txns: %w", err)
 	}
@@ -517,32 +523,22 @@ func (t *eventTx) GetRooms(ctx context.Context, roomIDs []string) (map[string]*s
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: rooms: %w", err)
 	}
-	rows, err := t.tx.QueryContext(ctx, `SELECT room_id FROM rooms WHERE room_id IN (SELECT value FROM json_each(?))`, string(arg))
+	rows, err := t.tx.StmtContext(ctx, t.s.getRooms).QueryContext(ctx, string(arg))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: rooms: %w", err)
 	}
-	var found []string
+	defer rows.Close()
 	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			rows.Close()
+		var r store.Room
+		var created int64
+		if err := rows.Scan(&r.RoomID, &r.Version, &r.Creator, &r.LastEventID, &r.Depth, &created); err != nil {
 			return nil, fmt.Errorf("sqlite: rooms: %w", err)
 		}
-		found = append(found, id)
+		r.CreatedAt = fromMS(created)
+		out[r.RoomID] = &r
 	}
-	rows.Close()
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("sqlite: rooms: %w", err)
-	}
-	// One indexed read per room reuses getRoom's scanning; SQLite reads are
-	// in-process, so the round trip that batching saves on PostgreSQL does
-	// not exist here.
-	for _, id := range found {
-		r, err := getRoom(ctx, t.tx, id)
-		if err != nil {
-			return nil, err
-		}
-		out[id] = r
 	}
 	return out, nil
 }
