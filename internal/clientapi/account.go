@@ -560,3 +560,50 @@ func (a *API) changeTag(w http.ResponseWriter, r *http.Request, s identity.Sessi
 	raw, _ := json.Marshal(map[string]any{"tags": tags})
 	a.setAccountData(w, r, s, r.PathValue("roomId"), "m.tag", raw)
 }
+
+// userDirectorySearch finds local accounts by localpart or display name.
+// Every account of a health hub is a vetted participant, so all are
+// searchable (as Synapse's search_all_users); this is what replaces the
+// EIMIS reference deployment's discovery room. The trust-space work backs
+// it with the health directory.
+func (a *API) userDirectorySearch(w http.ResponseWriter, r *http.Request, s identity.Session) {
+	var req struct {
+		SearchTerm string `json:"search_term"`
+		Limit      int    `json:"limit"`
+	}
+	if e := decodeJSON(r, &req); e != nil {
+		writeErr(w, *e)
+		return
+	}
+	term := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(req.SearchTerm), "@"))
+	if term == "" {
+		writeErr(w, MMissingParam.WithMessage("search_term is required"))
+		return
+	}
+	if lp, _, ok := strings.Cut(term, ":"); ok {
+		term = lp // a full user ID searches by its localpart
+	}
+	limit := req.Limit
+	if limit <= 0 {
+		limit = 10
+	}
+	limit = min(limit, 50)
+	accs, err := a.st.SearchAccounts(r.Context(), term, limit+1)
+	if err != nil {
+		a.internal(w, r, err)
+		return
+	}
+	limited := len(accs) > limit
+	if limited {
+		accs = accs[:limit]
+	}
+	results := make([]map[string]any, 0, len(accs))
+	for _, acc := range accs {
+		res := map[string]any{"user_id": a.ids.UserID(acc.Localpart), "display_name": acc.DisplayName}
+		if acc.AvatarURL != "" {
+			res["avatar_url"] = acc.AvatarURL
+		}
+		results = append(results, res)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"results": results, "limited": limited})
+}

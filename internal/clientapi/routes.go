@@ -89,6 +89,7 @@ func (a *API) routes(mux *http.ServeMux) {
 	c("PUT", "/directory/room/{alias}", a.auth(a.putAlias))
 	c("DELETE", "/directory/room/{alias}", a.auth(a.deleteAlias))
 	c("GET", "/rooms/{roomId}/aliases", a.auth(a.roomAliases))
+	c("POST", "/user_directory/search", a.auth(a.userDirectorySearch))
 
 	// What Element calls but the hub does not do (yet): the spec's empty
 	// answers, so clients carry on instead of failing on a 404.
@@ -109,7 +110,6 @@ func (a *API) routes(mux *http.ServeMux) {
 	c("GET", "/thirdparty/protocols", a.stub(`{}`))
 	c("GET", "/publicRooms", a.static(`{"chunk":[],"total_room_count_estimate":0}`))
 	c("POST", "/publicRooms", a.stub(`{"chunk":[],"total_room_count_estimate":0}`))
-	c("POST", "/user_directory/search", a.stub(`{"results":[],"limited":false}`))
 	c1("GET", "/media/config", a.stub(`{"m.upload.size":0}`))
 	mux.HandleFunc("GET /_matrix/media/v3/config", a.stub(`{"m.upload.size":0}`))
 	c1("GET", "/rooms/{roomId}/relations/{rest...}", a.stub(`{"chunk":[]}`))

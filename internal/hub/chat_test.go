@@ -87,6 +87,11 @@ func TestChat(t *testing.T) {
 			if err != nil || who.UserID != "@alice:hub.test" {
 				t.Fatalf("whoami = %+v, %v", who, err)
 			}
+			// Finding each other: Element's "start chat" searches the user directory.
+			found, err := alice.SearchUserDirectory(ctx, "BO", 5)
+			if err != nil || len(found.Results) != 1 || found.Results[0].UserID != bob.UserID || found.Limited {
+				t.Fatalf("user directory search = %+v, %v", found, err)
+			}
 
 			// Bob's initial sync before anything happens.
 			bobSince, _ := syncUntil(t, bob, "", func([]*event.Event) bool { return true })

@@ -15,6 +15,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"time"
 )
 
@@ -116,6 +117,13 @@ type Receipt struct {
 	Pos     int64
 }
 
+// LikePattern escapes term for a LIKE … ESCAPE '\' pattern matching it
+// anywhere, so a user's "%" or "_" is not a wildcard.
+func LikePattern(term string) string {
+	r := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
+	return "%" + r.Replace(strings.ToLower(term)) + "%"
+}
+
 // Heads are the highest committed positions, overall and per kind. A
 // kind's head is at most Pos; a database created before the per-kind
 // heads existed starts them at its position then ("may have changed").
@@ -151,6 +159,10 @@ type Store interface {
 	// Accounts and devices.
 	CreateAccount(ctx context.Context, a Account) error // ErrExists
 	GetAccount(ctx context.Context, localpart string) (*Account, error)
+	// SearchAccounts finds accounts whose localpart or display name
+	// contains term (case-insensitive): exact matches first, then
+	// prefixes, then the rest. PasswordHash is never filled.
+	SearchAccounts(ctx context.Context, term string, limit int) ([]Account, error)
 	SetDisplayName(ctx context.Context, localpart, name string) error
 	SetAvatarURL(ctx context.Context, localpart, url string) error
 	CreateDevice(ctx context.Context, d Device) error // replaces a device with the same ID

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io/fs"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -159,6 +160,29 @@ func (s *Store) GetAccount(ctx context.Context, localpart string) (*store.Accoun
 		return nil, fmt.Errorf("postgres: account %q: %w", localpart, err)
 	}
 	return &a, nil
+}
+
+func (s *Store) SearchAccounts(ctx context.Context, term string, limit int) ([]store.Account, error) {
+	t := strings.ToLower(term)
+	anywhere := store.LikePattern(term)
+	rows, err := s.pool.Query(ctx, `SELECT localpart, admin, display_name, avatar_url, created_at FROM accounts
+		WHERE lower(localpart) LIKE $1 ESCAPE '\' OR lower(display_name) LIKE $1 ESCAPE '\'
+		ORDER BY CASE WHEN lower(localpart) = $2 OR lower(display_name) = $2 THEN 0
+		              WHEN lower(localpart) LIKE $3 ESCAPE '\' OR lower(display_name) LIKE $3 ESCAPE '\' THEN 1
+		              ELSE 2 END, display_name, localpart
+		LIMIT $4`, anywhere, t, strings.TrimPrefix(anywhere, "%"), limit)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: search accounts: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.Account, error) {
+		var a store.Account
+		err := r.Scan(&a.Localpart, &a.Admin, &a.DisplayName, &a.AvatarURL, &a.CreatedAt)
+		return a, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("postgres: search accounts: %w", err)
+	}
+	return out, nil
 }
 
 // execOne runs a write that must touch a row, reporting ErrNotFound when

@@ -253,6 +253,35 @@ func (s *Store) GetAccount(ctx context.Context, localpart string) (*store.Accoun
 	return &a, nil
 }
 
+func (s *Store) SearchAccounts(ctx context.Context, term string, limit int) ([]store.Account, error) {
+	t := strings.ToLower(term)
+	rows, err := s.rq.QueryContext(ctx, `SELECT localpart, admin, display_name, avatar_url, created_at FROM accounts
+		WHERE lower(localpart) LIKE ? ESCAPE '\' OR lower(display_name) LIKE ? ESCAPE '\'
+		ORDER BY CASE WHEN lower(localpart) = ? OR lower(display_name) = ? THEN 0
+		              WHEN lower(localpart) LIKE ? ESCAPE '\' OR lower(display_name) LIKE ? ESCAPE '\' THEN 1
+		              ELSE 2 END, display_name, localpart
+		LIMIT ?`, store.LikePattern(term), store.LikePattern(term), t, t,
+		strings.TrimPrefix(store.LikePattern(term), "%"), strings.TrimPrefix(store.LikePattern(term), "%"), limit)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: search accounts: %w", err)
+	}
+	defer rows.Close()
+	var out []store.Account
+	for rows.Next() {
+		var a store.Account
+		var created int64
+		if err := rows.Scan(&a.Localpart, &a.Admin, &a.DisplayName, &a.AvatarURL, &created); err != nil {
+			return nil, fmt.Errorf("sqlite: search accounts: %w", err)
+		}
+		a.CreatedAt = fromMS(created)
+		out = append(out, a)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: search accounts: %w", err)
+	}
+	return out, nil
+}
+
 // execOne runs a write that must touch a row, reporting ErrNotFound when
 // it touched none.
 func (s *Store) execOne(ctx context.Context, what, query string, args ...any) error {

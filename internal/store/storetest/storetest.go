@@ -38,6 +38,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"BatchedLookups", testBatchedLookups},
 		{"Redaction", testRedaction},
 		{"StreamHeads", testStreamHeads},
+		{"SearchAccounts", testSearchAccounts},
 		{"SharedPositions", testSharedPositions},
 		{"AccountData", testAccountData},
 		{"Receipts", testReceipts},
@@ -1698,5 +1699,52 @@ func testStreamHeads(t *testing.T, s store.Store) {
 	h = heads()
 	if h.Receipt != rp || h.AccountData != ap || h.Membership != pos[0] || h.Pos != ap {
 		t.Errorf("heads = %+v, want receipt %d, account data %d, membership %d", h, rp, ap, pos[0])
+	}
+}
+
+// testSearchAccounts: case-insensitive, exact before prefix before
+// substring, limit honoured, wildcards literal, no password hashes.
+func testSearchAccounts(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	for _, a := range []store.Account{
+		{Localpart: "anne", DisplayName: "Anne Martin - Médecin", PasswordHash: "secret"},
+		{Localpart: "marianne", DisplayName: "Marianne Petit - Infirmier"},
+		{Localpart: "bob", DisplayName: "Anne"},
+		{Localpart: "p100_x", DisplayName: "Percent 100%"},
+	} {
+		a.CreatedAt = time.UnixMilli(1700000000000)
+		must(t, "CreateAccount", s.CreateAccount(ctx, a))
+	}
+	names := func(as []store.Account) []string {
+		var out []string
+		for _, a := range as {
+			out = append(out, a.Localpart)
+			if a.PasswordHash != "" {
+				t.Errorf("SearchAccounts returned a password hash for %s", a.Localpart)
+			}
+		}
+		return out
+	}
+	got, err := s.SearchAccounts(ctx, "ANNE", 10)
+	must(t, "SearchAccounts", err)
+	// Exact (localpart anne, display name "Anne" of bob), then prefix
+	// ("Anne Martin" is already exact by localpart), then substring.
+	if want := []string{"bob", "anne", "marianne"}; !slices.Equal(names(got), want) {
+		t.Errorf("search ANNE = %v, want %v", names(got), want)
+	}
+	got, err = s.SearchAccounts(ctx, "anne", 1)
+	must(t, "SearchAccounts", err)
+	if len(got) != 1 {
+		t.Errorf("limit 1 gave %d", len(got))
+	}
+	got, err = s.SearchAccounts(ctx, "0%", 10)
+	must(t, "SearchAccounts", err)
+	if want := []string{"p100_x"}; !slices.Equal(names(got), want) {
+		t.Errorf("search 0%% = %v, want %v", names(got), want)
+	}
+	got, err = s.SearchAccounts(ctx, "_", 10)
+	must(t, "SearchAccounts", err)
+	if want := []string{"p100_x"}; !slices.Equal(names(got), want) {
+		t.Errorf("search _ = %v, want only the literal underscore", names(got))
 	}
 }
