@@ -96,7 +96,7 @@ func (a *API) startSession(w http.ResponseWriter, r *http.Request, localpart str
 }
 
 func (a *API) logout(w http.ResponseWriter, r *http.Request, s identity.Session) {
-	if err := a.ids.Logout(r.Context(), accessToken(r), s); err != nil {
+	if err := a.ids.Logout(r.Context(), s); err != nil {
 		a.internal(w, r, err)
 		return
 	}

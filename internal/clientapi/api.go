@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"maunium.net/go/mautrix"
@@ -54,12 +55,18 @@ type API struct {
 	sync   *syncapi.API
 	log    *slog.Logger
 	ready  map[string]Readiness
+
+	// filters caches stored sync filters: Matrix filters never change once
+	// created, and clients send the same filter ID on every /sync.
+	filterMu sync.Mutex
+	filters  map[[2]string]int
 }
 
 // New builds the API. shared may be nil (shared-secret registration off).
 func New(cfg Config, st store.Store, ids *identity.Service, shared *identity.SharedSecretRegistrar,
 	rs *rooms.Server, sy *syncapi.API, log *slog.Logger, ready map[string]Readiness) *API {
-	return &API{cfg: cfg, st: st, ids: ids, shared: shared, rooms: rs, sync: sy, log: log, ready: ready}
+	return &API{cfg: cfg, st: st, ids: ids, shared: shared, rooms: rs, sync: sy, log: log, ready: ready,
+		filters: map[[2]string]int{}}
 }
 
 // Handler returns the HTTP handler with every route.

@@ -288,15 +288,35 @@ func (a *API) syncHandler(w http.ResponseWriter, r *http.Request, s identity.Ses
 
 // timelineLimit reads room.timeline.limit from an inline or stored filter.
 func (a *API) timelineLimit(r *http.Request, s identity.Session, f string) (int, *mautrix.RespError) {
-	raw := []byte(f)
-	if !strings.HasPrefix(strings.TrimSpace(f), "{") {
-		stored, err := a.st.GetFilter(r.Context(), string(s.UserID), f)
-		if err != nil {
-			e := mautrix.MInvalidParam.WithMessage("Unknown filter %q", f)
-			return 0, &e
-		}
-		raw = stored
+	if strings.HasPrefix(strings.TrimSpace(f), "{") {
+		return parseTimelineLimit([]byte(f))
 	}
+	key := [2]string{string(s.UserID), f}
+	a.filterMu.Lock()
+	limit, ok := a.filters[key]
+	a.filterMu.Unlock()
+	if ok {
+		return limit, nil
+	}
+	stored, err := a.st.GetFilter(r.Context(), string(s.UserID), f)
+	if err != nil {
+		e := mautrix.MInvalidParam.WithMessage("Unknown filter %q", f)
+		return 0, &e
+	}
+	limit, e := parseTimelineLimit(stored)
+	if e != nil {
+		return 0, e
+	}
+	a.filterMu.Lock()
+	if len(a.filters) >= 100_000 {
+		clear(a.filters) // bounded; entries are cheap to reload
+	}
+	a.filters[key] = limit
+	a.filterMu.Unlock()
+	return limit, nil
+}
+
+func parseTimelineLimit(raw []byte) (int, *mautrix.RespError) {
 	var filter struct {
 		Room struct {
 			Timeline struct {

@@ -337,13 +337,7 @@ func TestRedaction(t *testing.T) {
 			alice := h.NewUser(t, "alice")
 			bob := h.NewUser(t, "bob")
 			ctx := ctxT(t)
-			room, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Invite: []id.UserID{bob.UserID}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := bob.JoinRoomByID(ctx, room.RoomID); err != nil {
-				t.Fatal(err)
-			}
+			room, _ := sharedRoom(t, alice, bob)
 			wrong, err := alice.SendText(ctx, room.RoomID, "patient details sent to the wrong room")
 			if err != nil {
 				t.Fatal(err)

@@ -223,7 +223,7 @@ func (s *Service) Authenticate(ctx context.Context, token string) (Session, erro
 }
 
 // Logout deletes one device (and so its token).
-func (s *Service) Logout(ctx context.Context, token string, sess Session) error {
+func (s *Service) Logout(ctx context.Context, sess Session) error {
 	lp, err := s.LocalpartOf(sess.UserID)
 	if err != nil {
 		return err

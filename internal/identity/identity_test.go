@@ -51,7 +51,7 @@ func TestAccountsAndSessions(t *testing.T) {
 	if err != nil || s.UserID != uid || s.DeviceID != dev {
 		t.Fatalf("authenticate = %+v, %v", s, err)
 	}
-	if err := ids.Logout(ctx, tok, s); err != nil {
+	if err := ids.Logout(ctx, s); err != nil {
 		t.Fatal(err)
 	}
 	// The cache is cleared on logout: the token stops working at once here.

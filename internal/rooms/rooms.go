@@ -116,8 +116,6 @@ type Result struct {
 	EventID id.EventID
 	RoomID  id.RoomID
 	Events  []store.Event
-	// Existing is true when a transaction ID matched an earlier send.
-	Existing bool
 }
 
 // New starts the room server's writer.
@@ -367,18 +365,12 @@ type Submit struct {
 
 // Send builds, authorises and stores one event.
 func (s *Server) Send(ctx context.Context, req Submit) (*Result, error) {
-	if req.Txn != nil {
-		// Fast path for a retry; the writer checks again under the lock.
-		if evID, err := s.st.TxnEvent(ctx, *req.Txn); err == nil {
-			return &Result{EventID: id.EventID(evID), RoomID: req.RoomID, Existing: true}, nil
-		}
-	}
 	apply := func(b *batch) (*Result, error) {
 		if req.Txn != nil {
 			// Checked under the stream lock, so a retry racing the original
 			// (even through another instance) finds it.
 			if evID, ok := b.txns[*req.Txn]; ok {
-				return &Result{EventID: id.EventID(evID), RoomID: req.RoomID, Existing: true}, nil
+				return &Result{EventID: id.EventID(evID), RoomID: req.RoomID}, nil
 			}
 		}
 		rs, err := b.room(string(req.RoomID))
