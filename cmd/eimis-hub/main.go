@@ -74,6 +74,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprint(stderr, directoryUsage)
 			return 2
 		}
+	case "audit":
+		err = auditMain(args[1:], stdout, stderr)
+	case "operator":
+		err = operatorMain(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "eimis-hub", buildVersion())
 		return 0

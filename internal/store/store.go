@@ -228,6 +228,8 @@ type Store interface {
 	PutMeta(ctx context.Context, key, value string) error
 
 	DirectoryStore
+	AuditStore
+	OperatorStore
 }
 
 // ErrImportSuperseded is returned by a DirectoryImport whose generation was

@@ -56,6 +56,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"DirectorySuperseded", testDirectorySuperseded},
 		{"DirectoryDuplicate", testDirectoryDuplicate},
 	}
+	tests = append(tests, auditTests...)
+	tests = append(tests, operatorTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
