@@ -15,8 +15,10 @@ all: build
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
 
-## run: start the hub on embedded defaults (in-process NATS, SQLite under $(DATA_DIR))
+## run: start the hub on embedded defaults (in-process NATS, SQLite under $(DATA_DIR)),
+## with the fictional sample directory and sample accounts loaded
 run: build
+	$(BIN)/eimis-hub sample --data-dir $(DATA_DIR) --server-name $(SERVER)
 	$(BIN)/eimis-hub serve --data-dir $(DATA_DIR) --listen $(LISTEN) --server-name $(SERVER)
 
 ## test: every test, PostgreSQL included (a throwaway server is started when

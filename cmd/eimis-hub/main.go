@@ -19,7 +19,6 @@ import (
 	"github.com/eimis-hub/eimis/internal/config"
 	"github.com/eimis-hub/eimis/internal/directory"
 	"github.com/eimis-hub/eimis/internal/hub"
-	"github.com/eimis-hub/eimis/internal/identity"
 	"github.com/eimis-hub/eimis/internal/signingkey"
 	"github.com/eimis-hub/eimis/internal/telemetry"
 )
@@ -31,11 +30,23 @@ const usage = `eimis-hub — the EIMIS interoperability hub for health instant m
 
 Usage:
   eimis-hub serve [flags]                 run the hub (see: eimis-hub serve --help)
-  eimis-hub user create --localpart L --password P [--admin] [store flags]
+  eimis-hub user create --localpart IDNAT --password P [store flags]
+                                          an account for a practitioner of the directory
+  eimis-hub user create --localpart L --kind organisational|applicative --name N
+                        --responsible IDNAT --password P [store flags]
+                                          an organisational or applicative account
+  eimis-hub user create --localpart L --kind admin --name N --password P [store flags]
+                                          an administration account (admin API only)
+  eimis-hub sample [store flags]          load the fictional sample directory and accounts (make run)
   eimis-hub keygen [--out FILE]           write a new ed25519 signing key
   eimis-hub directory import [--max-bad-rows N] [store flags] FILE
                                           import an RPPS extract (PS_LibreAcces_Personne_activite)
   eimis-hub directory stats [store flags] show the stored health directory
+  eimis-hub directory sync [--full] [store flags]
+                                          sync from the Annuaire Santé FHIR API (directory_fhir_url)
+  eimis-hub operator add|list|suspend|reactivate|revoke …
+                                          the operator allow-list (see: eimis-hub operator)
+  eimis-hub audit verify|export|purge …   the audit trail (see: eimis-hub audit)
   eimis-hub version
 
 Every setting can come from a YAML file (--config, EIMIS_CONFIG), EIMIS_*
@@ -58,10 +69,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = serve(args[1:], stdout, stderr)
 	case "user":
 		if len(args) < 2 || args[1] != "create" {
-			fmt.Fprint(stderr, "usage: eimis-hub user create --localpart L --password P [--admin] [--data-dir DIR | --database URL]\n")
+			fmt.Fprint(stderr, userUsage)
 			return 2
 		}
 		err = userCreate(args[2:], stdout, stderr)
+	case "sample":
+		err = sample(args[1:], stdout, stderr)
 	case "keygen":
 		err = keygen(args[1:], stdout, stderr)
 	case "directory":
@@ -159,43 +172,13 @@ EIMIS hub is running.
   Server name    : %s
   Data directory : %s (database: %s, NATS: %s)
 
-Create an account (in another terminal):
-  %s user create --data-dir %s --localpart alice --password 'choose-a-password'
+Accounts are for practitioners of the health directory (%d loaded):
+  %s user create --data-dir %s --localpart <idNat> --password 'choose-a-password'
 
-Then point Element (or any Matrix client) at %s as a custom homeserver
-and log in as @alice:%s. Health: %s/_eimis/health  Metrics: %s/metrics
-`, cfg.PublicBaseURL, cfg.ServerName, cfg.DataDir, kind, nats, os.Args[0], cfg.DataDir, cfg.PublicBaseURL, cfg.ServerName, cfg.PublicBaseURL, cfg.PublicBaseURL)
+Point Element (or any Matrix client) at %s as a custom homeserver and log
+in as @<idNat>:%s. Health: %s/_eimis/ready  Metrics: %s/metrics
+`, cfg.PublicBaseURL, cfg.ServerName, cfg.DataDir, kind, nats, h.Dir.Load().Len(), os.Args[0], cfg.DataDir, cfg.PublicBaseURL, cfg.ServerName, cfg.PublicBaseURL, cfg.PublicBaseURL)
 	return h.Serve(ctx, nil)
-}
-
-func userCreate(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("eimis-hub user create", flag.ContinueOnError)
-	localpart := fs.String("localpart", "", "localpart of the new user (@localpart:server)")
-	password := fs.String("password", "", "password (prefer EIMIS_USER_PASSWORD: flags show in ps)")
-	admin := fs.Bool("admin", false, "make the user a server admin")
-	cfg, err := loadConfig(fs, args, stderr)
-	if err != nil {
-		return err
-	}
-	if *password == "" {
-		*password = os.Getenv("EIMIS_USER_PASSWORD")
-	}
-	if *localpart == "" || *password == "" {
-		return errors.New("--localpart and --password (or EIMIS_USER_PASSWORD) are required")
-	}
-	ctx := context.Background()
-	st, err := hub.OpenStore(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	ids := identity.New(st, cfg.ServerName, 0)
-	uid, err := ids.CreateAccount(ctx, *localpart, *password, *admin)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "created %s\n", uid)
-	return nil
 }
 
 func keygen(args []string, stdout, stderr io.Writer) error {

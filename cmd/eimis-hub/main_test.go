@@ -62,22 +62,72 @@ func TestInvalidConfigListsEveryProblem(t *testing.T) {
 
 func TestUserCreate(t *testing.T) {
 	dir := t.TempDir()
-	code, out, errs := runCLI(t, "user", "create", "--data-dir", dir, "--server-name", "hub.test", "--localpart", "alice", "--password", "pw")
-	if code != 0 || !strings.Contains(out, "@alice:hub.test") {
+	sample := filepath.Join("..", "..", "schemas", "sample", "PS_LibreAcces_Personne_activite_sample.txt")
+	const doctor, pharmacist = "810000000017", "810000000090"
+	// No directory yet: nobody can be checked, so nobody gets an account.
+	if code, _, errs := runCLI(t, "user", "create", "--data-dir", dir, "--localpart", doctor, "--password", "pw"); code != 1 || !strings.Contains(errs, "not loaded") {
+		t.Fatalf("before any import: %d %q", code, errs)
+	}
+	if code, _, errs := runCLI(t, "directory", "import", "--data-dir", dir, sample); code != 0 {
+		t.Fatalf("import: %q", errs)
+	}
+	code, out, errs := runCLI(t, "user", "create", "--data-dir", dir, "--server-name", "hub.test", "--localpart", doctor, "--password", "pw")
+	if code != 0 || !strings.Contains(out, "@"+doctor+":hub.test") {
 		t.Fatalf("user create: %d %q %q", code, out, errs)
 	}
-	if code, _, errs := runCLI(t, "user", "create", "--data-dir", dir, "--localpart", "alice", "--password", "pw"); code != 1 || !strings.Contains(errs, "exists") {
-		t.Fatalf("duplicate user: %d %q", code, errs)
+	cases := []struct {
+		name string
+		args []string
+		want string // in stderr
+	}{
+		{"duplicate", []string{"--localpart", doctor, "--password", "pw"}, "exists"},
+		{"missing password", []string{"--localpart", pharmacist}, "required"},
+		{"not a practitioner", []string{"--localpart", "alice", "--password", "pw"}, "is not a health professional's identifier"},
+		{"not in directory", []string{"--localpart", "810000009999", "--password", "pw"}, ""},
+		{"bad kind", []string{"--localpart", "svc", "--kind", "robot", "--name", "X", "--password", "pw"}, "--kind"},
+		{"service needs responsible", []string{"--localpart", "svc", "--kind", "organisational", "--name", "X", "--password", "pw"}, "--responsible"},
+		{"service responsible unknown", []string{"--localpart", "svc2", "--kind", "applicative", "--name", "Lab", "--responsible", "810000000000", "--password", "pw"}, "responsible"},
 	}
-	if code, _, _ := runCLI(t, "user", "create", "--data-dir", dir, "--localpart", "bob"); code != 1 {
-		t.Fatalf("missing password must fail, got %d", code)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			code, _, errs := runCLI(t, append([]string{"user", "create", "--data-dir", dir}, c.args...)...)
+			if code != 1 || !strings.Contains(errs, c.want) {
+				t.Fatalf("got %d %q, want failure mentioning %q", code, errs, c.want)
+			}
+		})
 	}
 	t.Setenv("EIMIS_USER_PASSWORD", "from-env")
-	if code, _, errs := runCLI(t, "user", "create", "--data-dir", dir, "--localpart", "bob"); code != 0 {
+	if code, _, errs := runCLI(t, "user", "create", "--data-dir", dir, "--localpart", pharmacist); code != 0 {
 		t.Fatalf("password from env: %d %q", code, errs)
+	}
+	code, out, errs = runCLI(t, "user", "create", "--data-dir", dir, "--server-name", "hub.test", "--localpart", "cardio-lyon",
+		"--kind", "organisational", "--name", "Cardiologie", "--responsible", doctor)
+	if code != 0 || !strings.Contains(out, "@cardio-lyon:hub.test") {
+		t.Fatalf("organisational account: %d %q %q", code, out, errs)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "eimis.db")); err != nil {
 		t.Fatalf("SQLite database not created in the data dir: %v", err)
+	}
+}
+
+func TestSample(t *testing.T) {
+	dir := t.TempDir()
+	code, out, errs := runCLI(t, "sample", "--data-dir", dir, "--server-name", "hub.test")
+	if code != 0 {
+		t.Fatalf("sample: %d %q", code, errs)
+	}
+	for _, want := range []string{"@810000000017:hub.test", "Hélène Fontenelle - Médecin", "active", "@810000000314:hub.test", "refused: practitioner 810000000314 is not active"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("sample output lacks %q:\n%s", want, out)
+		}
+	}
+	// Idempotent: make run calls it at every start.
+	code, out, errs = runCLI(t, "sample", "--data-dir", dir, "--server-name", "hub.test")
+	if code != 0 || !strings.Contains(out, "already loaded") {
+		t.Fatalf("second sample: %d %q %q", code, out, errs)
+	}
+	if code, out, _ := runCLI(t, "directory", "stats", "--data-dir", dir); code != 0 || !strings.Contains(out, "30 active, 2 inactive") {
+		t.Fatalf("stats after sample: %q", out)
 	}
 }
 

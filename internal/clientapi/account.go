@@ -9,7 +9,9 @@ import (
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/eimis-hub/eimis/internal/directory"
 	"github.com/eimis-hub/eimis/internal/identity"
+	"github.com/eimis-hub/eimis/internal/policy"
 	"github.com/eimis-hub/eimis/internal/rooms"
 	"github.com/eimis-hub/eimis/internal/store"
 )
@@ -27,10 +29,6 @@ func (a *API) wellKnown(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"m.homeserver": map[string]string{"base_url": a.cfg.PublicBaseURL}})
 }
 
-func (a *API) loginFlows(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{"flows": []map[string]string{{"type": "m.login.password"}}})
-}
-
 type loginRequest struct {
 	Type       string `json:"type"`
 	Identifier struct {
@@ -39,6 +37,7 @@ type loginRequest struct {
 	} `json:"identifier"`
 	User                     string `json:"user"`
 	Password                 string `json:"password"`
+	Token                    string `json:"token"`
 	DeviceID                 string `json:"device_id"`
 	InitialDeviceDisplayName string `json:"initial_device_display_name"`
 }
@@ -47,6 +46,10 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) {
 	var req loginRequest
 	if e := decodeJSON(r, &req); e != nil {
 		writeErr(w, *e)
+		return
+	}
+	if req.Type == "m.login.token" && a.trust.SSO != nil {
+		a.tokenLogin(w, r, req)
 		return
 	}
 	if req.Type != "m.login.password" {
@@ -77,7 +80,7 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) {
 		a.internal(w, r, err)
 		return
 	}
-	a.startSession(w, r, strings.ToLower(localpart), id.DeviceID(req.DeviceID), req.InitialDeviceDisplayName)
+	a.admitAndStart(w, r, strings.ToLower(localpart), "login", req)
 }
 
 func (a *API) startSession(w http.ResponseWriter, r *http.Request, localpart string, deviceID id.DeviceID, displayName string) {
@@ -155,6 +158,14 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) createAndLogin(w http.ResponseWriter, r *http.Request, username, password string, admin bool, dev id.DeviceID, devName string, inhibit bool) {
 	userID, err := a.ids.CreateAccount(r.Context(), username, password, admin)
+	if ref, ok := policy.AsRefusal(err); ok {
+		a.audit(r, AuditEvent{Actor: string(a.ids.UserID(strings.ToLower(username))), Action: "account.create", Reason: string(ref.Code)})
+		writeErr(w, forbidden(ref))
+		return
+	}
+	if err == nil {
+		a.audit(r, AuditEvent{Actor: string(userID), Action: "account.create", Allowed: true})
+	}
 	switch {
 	case errors.Is(err, identity.ErrUserExists):
 		writeErr(w, mautrix.MUserInUse.WithMessage("User ID already taken"))
@@ -362,6 +373,14 @@ func (a *API) putProfileField(w http.ResponseWriter, r *http.Request, s identity
 	}
 	val, _ := body[field].(string)
 	lp := s.UserID.Localpart()
+	if field == "displayname" && a.trust.Policy != nil {
+		if name, ok := a.trust.Policy.DisplayName(s.UserID); ok && val != name {
+			ref := &policy.Refusal{Code: policy.DisplayNameLocked, Subject: string(s.UserID)}
+			a.audit(r, AuditEvent{Actor: string(s.UserID), Action: "profile.update", Target: string(s.UserID), Reason: string(ref.Code)})
+			writeErr(w, forbidden(ref))
+			return
+		}
+	}
 	var err error
 	switch field {
 	case "displayname":
@@ -561,11 +580,12 @@ func (a *API) changeTag(w http.ResponseWriter, r *http.Request, s identity.Sessi
 	a.setAccountData(w, r, s, r.PathValue("roomId"), "m.tag", raw)
 }
 
-// userDirectorySearch finds local accounts by localpart or display name.
-// Every account of a health hub is a vetted participant, so all are
-// searchable (as Synapse's search_all_users); this is what replaces the
-// EIMIS reference deployment's discovery room. The trust-space work backs
-// it with the health directory.
+// userDirectorySearch finds people to talk to. With the trust space it
+// answers from the health directory (name, profession, city; an idNat
+// finds its practitioner), keeping those who can be reached (who have an
+// account here), then adds the organisational accounts whose name
+// matches. This is what replaces the EIMIS reference deployment's
+// discovery room. Without it, local accounts are searched.
 func (a *API) userDirectorySearch(w http.ResponseWriter, r *http.Request, s identity.Session) {
 	var req struct {
 		SearchTerm string `json:"search_term"`
@@ -588,22 +608,77 @@ func (a *API) userDirectorySearch(w http.ResponseWriter, r *http.Request, s iden
 		limit = 10
 	}
 	limit = min(limit, 50)
-	accs, err := a.st.SearchAccounts(r.Context(), term, limit+1)
-	if err != nil {
-		a.internal(w, r, err)
-		return
+	type hit struct{ userID, name, avatar string }
+	var hits []hit
+	seen := map[string]bool{}
+	if a.trust.Search != nil {
+		found, err := a.reachablePractitioners(r, term, limit+1)
+		if err != nil {
+			a.internal(w, r, err)
+			return
+		}
+		for _, e := range found {
+			seen[e.IDNat] = true
+			hits = append(hits, hit{userID: string(a.ids.UserID(e.IDNat)), name: e.DisplayName})
+		}
 	}
-	limited := len(accs) > limit
+	if len(hits) <= limit {
+		accs, err := a.st.SearchAccounts(r.Context(), term, limit+1)
+		if err != nil {
+			a.internal(w, r, err)
+			return
+		}
+		for _, acc := range accs {
+			uid := a.ids.UserID(acc.Localpart)
+			if seen[acc.Localpart] || (a.trust.Policy != nil && a.trust.Policy.CheckUser(uid) != nil) {
+				continue // already listed, or not someone one can talk to
+			}
+			seen[acc.Localpart] = true
+			hits = append(hits, hit{userID: string(uid), name: acc.DisplayName, avatar: acc.AvatarURL})
+		}
+	}
+	limited := len(hits) > limit
 	if limited {
-		accs = accs[:limit]
+		hits = hits[:limit]
 	}
-	results := make([]map[string]any, 0, len(accs))
-	for _, acc := range accs {
-		res := map[string]any{"user_id": a.ids.UserID(acc.Localpart), "display_name": acc.DisplayName}
-		if acc.AvatarURL != "" {
-			res["avatar_url"] = acc.AvatarURL
+	results := make([]map[string]any, 0, len(hits))
+	for _, h := range hits {
+		res := map[string]any{"user_id": h.userID, "display_name": h.name}
+		if h.avatar != "" {
+			res["avatar_url"] = h.avatar
 		}
 		results = append(results, res)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"results": results, "limited": limited})
+}
+
+// reachablePractitioners returns up to n authorised practitioners matching
+// term who have an account, in the directory's ranking. Most of a national
+// directory has no account on a given hub, so the directory is asked for
+// more candidates in rounds, up to a bound that keeps one search cheap.
+func (a *API) reachablePractitioners(r *http.Request, term string, n int) ([]directory.Entry, error) {
+	var out []directory.Entry
+	for k := 100; ; k *= 10 {
+		cands := a.trust.Search(term, k)
+		lps := make([]string, len(cands))
+		for i, e := range cands {
+			lps[i] = e.IDNat
+		}
+		exist, err := a.st.AccountsExist(r.Context(), lps)
+		if err != nil {
+			return nil, err
+		}
+		out = out[:0]
+		for _, e := range cands {
+			if exist[e.IDNat] && (a.trust.Policy == nil || a.trust.Policy.CheckUser(a.ids.UserID(e.IDNat)) == nil) {
+				out = append(out, e)
+				if len(out) == n {
+					return out, nil
+				}
+			}
+		}
+		if len(cands) < k || k >= 10000 {
+			return out, nil
+		}
+	}
 }

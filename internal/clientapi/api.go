@@ -60,6 +60,8 @@ type API struct {
 	// created, and clients send the same filter ID on every /sync.
 	filterMu sync.Mutex
 	filters  map[[2]string]int
+
+	trust Trust
 }
 
 // New builds the API. shared may be nil (shared-secret registration off).
@@ -94,7 +96,9 @@ func (a *API) auth(h authedHandler) http.HandlerFunc {
 			a.internal(w, r, err)
 			return
 		}
-		h(w, r, s)
+		// The session rides in the context for what only sees the request
+		// (the audit of a refusal).
+		h(w, r.WithContext(context.WithValue(r.Context(), sessionKey{}, s)), s)
 	}
 }
 
@@ -167,6 +171,9 @@ func decodeBody(body []byte, v any) *mautrix.RespError {
 
 // roomsErr maps room server errors to Matrix errors.
 func (a *API) roomsErr(w http.ResponseWriter, r *http.Request, err error) {
+	if a.roomRefusal(w, r, err) {
+		return
+	}
 	switch {
 	case errors.Is(err, rooms.ErrForbidden):
 		writeErr(w, mautrix.MForbidden.WithMessage("%s", strings.TrimPrefix(err.Error(), "forbidden: ")))
@@ -219,7 +226,12 @@ func (a *API) readiness(w http.ResponseWriter, r *http.Request) {
 	status := map[string]string{}
 	code := http.StatusOK
 	for name, dep := range a.ready {
-		if err := dep.Ping(ctx); err != nil {
+		var deg interface{ Degraded() bool }
+		if err := dep.Ping(ctx); errors.As(err, &deg) && deg.Degraded() {
+			// Serving correctly from possibly stale data: say so, but stay
+			// in the load balancer.
+			status[name] = "degraded: " + err.Error()
+		} else if err != nil {
 			status[name] = "unavailable: " + err.Error()
 			code = http.StatusServiceUnavailable
 		} else {

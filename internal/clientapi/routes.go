@@ -28,6 +28,9 @@ func (a *API) routes(mux *http.ServeMux) {
 	// Accounts and sessions.
 	c("GET", "/login", a.loginFlows)
 	c("POST", "/login", a.login)
+	c("GET", "/login/sso/redirect", a.ssoRedirect)
+	c("GET", "/login/sso/redirect/{idpId}", a.ssoRedirect)
+	mux.HandleFunc("GET "+PSCCallbackPath, a.pscCallback)
 	c("POST", "/logout", a.auth(a.logout))
 	c("POST", "/logout/all", a.auth(a.logoutAll))
 	c("POST", "/register", a.register)

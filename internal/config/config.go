@@ -90,6 +90,35 @@ type Config struct {
 	// NATSReplicas is the JetStream replication factor: 1 for a single
 	// node, 3 for a production cluster.
 	NATSReplicas int `yaml:"nats_replicas"`
+	// AllowedProfessions narrows who may take part to these TRE_G15
+	// profession codes (comma-separated); "" allows every profession the
+	// directory lists.
+	AllowedProfessions string `yaml:"allowed_professions"`
+	// TrustReloadInterval is how often an instance looks for changes to the
+	// directory, service accounts and operators made by another process.
+	TrustReloadInterval time.Duration `yaml:"trust_reload_interval"`
+	// DirectoryFHIRURL enables the periodic Annuaire Santé FHIR sync.
+	DirectoryFHIRURL      string        `yaml:"directory_fhir_url"`
+	DirectoryFHIRAPIKey   string        `yaml:"directory_fhir_api_key"`
+	DirectoryFHIRInterval time.Duration `yaml:"directory_fhir_interval"`
+	// PSCIssuer enables Pro Santé Connect login (m.login.sso).
+	PSCIssuer       string `yaml:"psc_issuer"`
+	PSCClientID     string `yaml:"psc_client_id"`
+	PSCClientSecret string `yaml:"psc_client_secret"`
+	PSCACRValues    string `yaml:"psc_acr_values"`
+	// AuditRetention is how long audit entries are kept (0: forever).
+	AuditRetention time.Duration `yaml:"audit_retention"`
+}
+
+// Professions returns AllowedProfessions as a list.
+func (c Config) Professions() []string {
+	var out []string
+	for _, p := range strings.Split(c.AllowedProfessions, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // Defaults returns the built-in settings. Values derived from other
@@ -108,6 +137,14 @@ func Defaults() Config {
 		NATSStreamMaxAge: 168 * time.Hour,
 		NATSSyncInterval: time.Second,
 		NATSReplicas:     1,
+		// A directory import elsewhere reaches every instance within this;
+		// the check is one indexed read.
+		TrustReloadInterval:   10 * time.Second,
+		DirectoryFHIRInterval: time.Hour,
+		PSCACRValues:          "eidas1",
+		// Six months, the usual retention for access traces in French
+		// hospital information systems.
+		AuditRetention: 183 * 24 * time.Hour,
 	}
 }
 

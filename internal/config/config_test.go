@@ -63,6 +63,11 @@ func TestDefaultsWorkWithoutConfiguration(t *testing.T) {
 		NATSStreamMaxAge: 168 * time.Hour,
 		NATSSyncInterval: time.Second,
 		NATSReplicas:     1,
+
+		TrustReloadInterval:   10 * time.Second,
+		DirectoryFHIRInterval: time.Hour,
+		PSCACRValues:          "eidas1",
+		AuditRetention:        183 * 24 * time.Hour,
 	}
 	if c != want {
 		t.Errorf("Load(\"\", nil) =\n%+v\nwant\n%+v", c, want)
@@ -106,6 +111,10 @@ func TestLoadValidFile(t *testing.T) {
 		NATSStreamMaxAge:         72 * time.Hour,
 		NATSSyncInterval:         time.Second,
 		NATSReplicas:             3,
+		TrustReloadInterval:      10 * time.Second,
+		DirectoryFHIRInterval:    time.Hour,
+		PSCACRValues:             "eidas1",
+		AuditRetention:           183 * 24 * time.Hour,
 	}
 	if c != want {
 		t.Errorf("got\n%+v\nwant\n%+v", c, want)

@@ -83,7 +83,49 @@ func (c Config) problems() Problems {
 		// to create replicated streams at startup; say so now instead.
 		add("nats_replicas: %d needs an external NATS cluster (set nats), the embedded server is a single node", c.NATSReplicas)
 	}
+	for _, code := range c.Professions() {
+		if !allDigitsString(code) || len(code) > 3 {
+			add("allowed_professions: %q is not a TRE_G15 profession code (digits, e.g. 10 for Médecin)", code)
+		}
+	}
+	if c.TrustReloadInterval < time.Second {
+		add("trust_reload_interval: must be at least 1s (got %s)", c.TrustReloadInterval)
+	}
+	if c.DirectoryFHIRURL != "" {
+		if err := checkBaseURL(c.DirectoryFHIRURL); err != nil {
+			add("directory_fhir_url: %q: %v", c.DirectoryFHIRURL, err)
+		}
+		if c.DirectoryFHIRInterval < time.Minute {
+			add("directory_fhir_interval: must be at least 1m (got %s): the API is rate-limited", c.DirectoryFHIRInterval)
+		}
+	}
+	if c.PSCIssuer != "" {
+		if err := checkBaseURL(c.PSCIssuer); err != nil {
+			add("psc_issuer: %q: %v", c.PSCIssuer, err)
+		}
+		if c.PSCClientID == "" {
+			add("psc_client_id: required when psc_issuer is set")
+		}
+		if c.PSCClientSecret == "" {
+			add("psc_client_secret: required when psc_issuer is set")
+		}
+	}
+	if c.AuditRetention < 0 {
+		add("audit_retention: must not be negative (got %s; 0 keeps entries forever)", c.AuditRetention)
+	}
 	return p
+}
+
+func allDigitsString(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // checkServerName follows the server name grammar of the Matrix spec

@@ -108,8 +108,9 @@ func Import(ctx context.Context, st Store, r io.Reader, opts ReadOptions) (Repor
 func LoadIndex(ctx context.Context, st Store) (*Index, error) {
 	b := NewIndexBuilder()
 	err := st.DirectoryPractitioners(ctx, func(rec store.DirectoryRecord) error {
-		// The index has no use for activities, the bulk of each record.
-		p, err := decodeRecord(rec, false)
+		// Activities are decoded for their cities (searchable); the index
+		// keeps nothing else of them.
+		p, err := decodeRecord(rec, true)
 		if err != nil {
 			return err
 		}

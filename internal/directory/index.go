@@ -57,7 +57,7 @@ func (ix *Index) Lookup(idNat string) (Entry, bool) {
 	return ix.entries[i], true
 }
 
-// Search finds active practitioners whose name or profession label words
+// Search finds active practitioners whose name, profession label or city words
 // start with every word of query (accents and case ignored). Ranking: exact
 // full name or last name first, then queries whose words all match whole
 // words, then prefix matches; ties by display name then idNat. Inactive
@@ -214,6 +214,13 @@ func (b *IndexBuilder) Add(p Practitioner) {
 	}
 	for _, pr := range p.Professions {
 		for _, t := range strings.Fields(fold(pr.Label)) {
+			sb.WriteByte(' ')
+			sb.WriteString(t)
+		}
+	}
+	// Cities: "cardiologue Lyon" is how colleagues look for each other.
+	for _, a := range p.Activities {
+		for _, t := range strings.Fields(fold(a.City)) {
 			sb.WriteByte(' ')
 			sb.WriteString(t)
 		}

@@ -26,6 +26,8 @@ func testIndex(t testing.TB) (*Index, []Practitioner) {
 		prac(t, 4, "PAUL", "MARTINEZ", true, medecin),
 		prac(t, 5, "ANNE", "MARTIN", false, medecin), // no longer registered
 		prac(t, 6, "MARTIN", "DUBOIS", true, infirmier),
+		{IDNat: IDNatFromRPPS(withCheckDigit(t, "1000000007")), FirstName: "LÉA", LastName: "ROUX", Active: true,
+			Professions: []Profession{medecin}, Activities: []Activity{{City: "SAINT-ÉTIENNE"}, {City: "LYON"}}},
 		{IDNat: "0751234567", FirstName: "DAVID", LastName: "DENIS", Professions: []Profession{infirmier}, Active: true},
 	}
 	b := NewIndexBuilder()
@@ -107,6 +109,10 @@ func TestIndexSearch(t *testing.T) {
 		{"infirm", 10, []string{"David Denis - Infirmier", "Erica Guignardin - Infirmier", "Martin Dubois - Infirmier"}},
 		{"medecin mart", 10, []string{"Marie-Hélène Martin - Sage-Femme", "Paul Martinez - Médecin"}},
 		{"sage femme", 10, []string{"Marie-Hélène Martin - Sage-Femme"}},
+		// Cities, alone or with a profession.
+		{"lyon", 10, []string{"Léa Roux - Médecin"}},
+		{"medecin saint etienne", 10, []string{"Léa Roux - Médecin"}},
+		{"infirmier lyon", 10, nil},
 		{"zzz", 10, nil},
 		{"eric zzz", 10, nil},
 		{"", 10, nil},

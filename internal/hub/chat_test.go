@@ -84,7 +84,7 @@ func TestChat(t *testing.T) {
 			ctx := ctxT(t)
 
 			who, err := alice.Whoami(ctx)
-			if err != nil || who.UserID != "@alice:hub.test" {
+			if err != nil || who.UserID != h.UserID("alice") {
 				t.Fatalf("whoami = %+v, %v", who, err)
 			}
 			// Finding each other: Element's "start chat" searches the user directory.

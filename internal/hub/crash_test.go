@@ -73,6 +73,12 @@ type hubProc struct {
 
 func startProc(t *testing.T, args []string, addr string) *hubProc {
 	t.Helper()
+	// A hub without a directory refuses everyone (and is not ready):
+	// import the test directory first, as an operator would.
+	imp := exec.Command(hubBinary(t), append(append([]string{"directory", "import"}, args...), hubtest.ExtractFile(t, hubtest.People()))...)
+	if out, err := imp.CombinedOutput(); err != nil {
+		t.Fatalf("directory import: %v\n%s", err, out)
+	}
 	cmd := exec.Command(hubBinary(t), append([]string{"serve", "--listen", addr}, args...)...)
 	var logs bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
@@ -96,8 +102,9 @@ func startProc(t *testing.T, args []string, addr string) *hubProc {
 }
 
 // sharedSecretUser registers through the Synapse-compatible admin API.
-func sharedSecretUser(t *testing.T, url, secret, user string) *mautrix.Client {
+func sharedSecretUser(t *testing.T, url, secret, name string) *mautrix.Client {
 	t.Helper()
+	user := hubtest.Localpart(name)
 	resp, err := http.Get(url + "/_synapse/admin/v1/register")
 	if err != nil {
 		t.Fatal(err)

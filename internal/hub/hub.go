@@ -20,8 +20,12 @@ import (
 	"github.com/eimis-hub/eimis/internal/bus"
 	"github.com/eimis-hub/eimis/internal/clientapi"
 	"github.com/eimis-hub/eimis/internal/config"
+	"github.com/eimis-hub/eimis/internal/directory"
+	"github.com/eimis-hub/eimis/internal/directory/fhir"
 	"github.com/eimis-hub/eimis/internal/identity"
 	"github.com/eimis-hub/eimis/internal/outbox"
+	"github.com/eimis-hub/eimis/internal/policy"
+	"github.com/eimis-hub/eimis/internal/psc"
 	"github.com/eimis-hub/eimis/internal/rooms"
 	"github.com/eimis-hub/eimis/internal/signingkey"
 	"github.com/eimis-hub/eimis/internal/store"
@@ -29,6 +33,7 @@ import (
 	"github.com/eimis-hub/eimis/internal/store/sqlite"
 	"github.com/eimis-hub/eimis/internal/syncapi"
 	"github.com/eimis-hub/eimis/internal/telemetry"
+	"github.com/eimis-hub/eimis/internal/trust"
 )
 
 // OpenStore opens the configured database and applies migrations.
@@ -55,6 +60,9 @@ type Hub struct {
 	Rooms   *rooms.Server
 	Sync    *syncapi.API
 	IDs     *identity.Service
+	Dir     *directory.Atomic
+	Policy  *policy.Engine
+	Trust   *trust.Keeper
 	Key     signingkey.Key
 	Handler http.Handler
 
@@ -120,12 +128,37 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (h *Hub, err
 		func() { metrics.SyncWakeups(runCtx, 1) }); err != nil {
 		return nil, fmt.Errorf("sync API: %w", err)
 	}
+	h.Dir = &directory.Atomic{}
+	h.Policy = policy.New(cfg.ServerName, h.Dir, cfg.Professions())
 	h.Rooms = rooms.New(h.Store, rooms.Config{
 		ServerName: cfg.ServerName, Key: key, DefaultVersion: id.RoomVersion(cfg.RoomVersion),
 		OnAccepted: func(evType string) { metrics.EventAccepted(runCtx, evType) },
+		Gate:       countingGate{h.Policy, metrics},
 	}, fanout{h.Sync, relay}, log.With("component", "rooms"))
 
 	h.IDs = identity.New(h.Store, cfg.ServerName, 0)
+	h.IDs.SetAdmission(h.Policy)
+	h.Trust = trust.New(trust.Config{
+		Store: h.Store, Dir: h.Dir, Policy: h.Policy, Rooms: h.Rooms, IDs: h.IDs,
+		Log: log.With("component", "trust"), Metrics: metrics,
+	})
+	if err := h.Trust.Load(ctx); err != nil {
+		return nil, err
+	}
+	if h.Dir.Load().Len() == 0 {
+		log.Warn("no health directory loaded: every participant is refused until one is imported (eimis-hub directory import) or synced (directory_fhir_url)")
+	}
+	if err := metrics.ObserveDirectory(h.Trust.State); err != nil {
+		return nil, err
+	}
+	go h.Trust.Run(runCtx, cfg.TrustReloadInterval)
+	if cfg.DirectoryFHIRURL != "" {
+		fc, err := fhir.New(fhir.Config{BaseURL: cfg.DirectoryFHIRURL, APIKey: cfg.DirectoryFHIRAPIKey})
+		if err != nil {
+			return nil, fmt.Errorf("directory FHIR client: %w", err)
+		}
+		go h.Trust.RunFHIR(runCtx, fc, cfg.DirectoryFHIRInterval)
+	}
 	h.IDs.OnRevoke(func(r identity.Revocation) {
 		data, _ := json.Marshal(r)
 		if err := h.Bus.PublishEphemeral(bus.SubjectRevoked, data); err != nil {
@@ -145,11 +178,24 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (h *Hub, err
 	api := clientapi.New(clientapi.Config{
 		ServerName: cfg.ServerName, PublicBaseURL: cfg.PublicBaseURL, EnableRegistration: cfg.EnableRegistration,
 	}, h.Store, h.IDs, identity.NewSharedSecretRegistrar(cfg.RegistrationSharedSecret), h.Rooms, h.Sync,
-		log.With("component", "clientapi"), map[string]clientapi.Readiness{"store": h.Store, "nats": h.Bus})
+		log.With("component", "clientapi"), map[string]clientapi.Readiness{"store": h.Store, "nats": h.Bus, "directory": h.Trust})
+	ct := clientapi.Trust{Policy: h.Policy, Search: h.searchDirectory}
+	if cfg.PSCIssuer != "" {
+		p, err := psc.New(ctx, psc.Config{
+			Issuer: cfg.PSCIssuer, ClientID: cfg.PSCClientID, ClientSecret: cfg.PSCClientSecret,
+			RedirectURL: cfg.PublicBaseURL + clientapi.PSCCallbackPath, ACRValues: cfg.PSCACRValues,
+			HTTPClient: &http.Client{Timeout: 15 * time.Second},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("pro santé connect: %w", err)
+		}
+		ct.SSO = p
+	}
+	api.SetTrust(ct)
 
 	mux := api.Handler()
 	mux.Handle("GET /metrics", metricsHandler)
-	h.Handler = clientapi.WithCORS(metrics.Middleware(func(r *http.Request) string { return r.Pattern }, mux))
+	h.Handler = clientapi.WithRequestID(clientapi.WithCORS(metrics.Middleware(func(r *http.Request) string { return r.Pattern }, mux)))
 	return h, nil
 }
 
@@ -208,4 +254,33 @@ func (h *Hub) Close() {
 	if h.Store != nil {
 		_ = h.Store.Close()
 	}
+}
+
+// searchDirectory answers user search from the health directory: an
+// idNat finds its practitioner, anything else is a name, profession or
+// city search over active practitioners.
+func (h *Hub) searchDirectory(query string, limit int) []directory.Entry {
+	ix := h.Dir.Load()
+	if _, _, err := directory.ParseIDNat(query); err == nil {
+		if e, ok := ix.Lookup(query); ok && e.Active {
+			return []directory.Entry{e}
+		}
+		return nil
+	}
+	return ix.Search(query, limit)
+}
+
+// countingGate counts the trust space's refusals as the room server
+// meets them.
+type countingGate struct {
+	*policy.Engine
+	m *telemetry.Metrics
+}
+
+func (g countingGate) CheckUser(u id.UserID) error {
+	err := g.Engine.CheckUser(u)
+	if ref, ok := policy.AsRefusal(err); ok {
+		g.m.PolicyRefused(context.Background(), string(ref.Code))
+	}
+	return err
 }

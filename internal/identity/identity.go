@@ -27,6 +27,8 @@ var (
 	ErrBadCredentials   = errors.New("identity: invalid username or password")
 	ErrUnknownToken     = errors.New("identity: unknown access token")
 	ErrUserExists       = errors.New("identity: user already exists")
+	// ErrNotAdmitted wraps the trust space's refusal of an account.
+	ErrNotAdmitted = errors.New("identity: not admitted")
 )
 
 // tokenCacheTTL bounds how long a token stays valid on this instance after
@@ -54,6 +56,27 @@ type Service struct {
 	// that sessions were revoked, so their caches drop them at once rather
 	// than after tokenCacheTTL.
 	announce func(Revocation)
+
+	admission Admission
+}
+
+// Admission is the trust space's say over accounts (the policy engine):
+// who may have one and log in, and under which name.
+type Admission interface {
+	CheckLogin(u id.UserID) error
+	DisplayName(u id.UserID) (string, bool)
+}
+
+// SetAdmission makes every account creation and Admit call go through a.
+// Without it (tools, unit tests) anyone may have an account.
+func (s *Service) SetAdmission(a Admission) { s.admission = a }
+
+// Admit decides whether u may log in now.
+func (s *Service) Admit(u id.UserID) error {
+	if s.admission == nil {
+		return nil
+	}
+	return s.admission.CheckLogin(u)
 }
 
 // Revocation names sessions revoked on one instance: one device, or every
@@ -131,6 +154,16 @@ func (s *Service) CreateAccount(ctx context.Context, localpart, password string,
 	if err := ValidateLocalpart(localpart); err != nil {
 		return "", err
 	}
+	uid := s.UserID(localpart)
+	if err := s.Admit(uid); err != nil {
+		return "", fmt.Errorf("%w: %w", ErrNotAdmitted, err)
+	}
+	displayName := localpart
+	if s.admission != nil {
+		if name, ok := s.admission.DisplayName(uid); ok {
+			displayName = name
+		}
+	}
 	var hash string
 	if password != "" {
 		h, err := bcrypt.GenerateFromPassword([]byte(password), s.bcryptCost)
@@ -140,7 +173,7 @@ func (s *Service) CreateAccount(ctx context.Context, localpart, password string,
 		hash = string(h)
 	}
 	err := s.store.CreateAccount(ctx, store.Account{
-		Localpart: localpart, PasswordHash: hash, Admin: admin, DisplayName: localpart, CreatedAt: time.Now(),
+		Localpart: localpart, PasswordHash: hash, Admin: admin, DisplayName: displayName, CreatedAt: time.Now(),
 	})
 	if errors.Is(err, store.ErrExists) {
 		return "", ErrUserExists
@@ -245,6 +278,20 @@ func (s *Service) LogoutAll(ctx context.Context, sess Session) error {
 		return err
 	}
 	s.revoke(Revocation{UserID: sess.UserID})
+	return nil
+}
+
+// RevokeUser deletes every device of a user without a session of theirs:
+// the hub does it when the directory withdraws someone's authorisation.
+func (s *Service) RevokeUser(ctx context.Context, u id.UserID) error {
+	lp, err := s.LocalpartOf(u)
+	if err != nil {
+		return err
+	}
+	if err := s.store.DeleteAllDevices(ctx, lp); err != nil {
+		return err
+	}
+	s.revoke(Revocation{UserID: u})
 	return nil
 }
 

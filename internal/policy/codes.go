@@ -15,6 +15,14 @@ const (
 	ProfessionNotAllowed Code = "EIMIS_PROFESSION_NOT_ALLOWED"
 	DirectoryUnavailable Code = "EIMIS_DIRECTORY_UNAVAILABLE"
 	ForeignServer        Code = "EIMIS_FOREIGN_SERVER"
+	// ResponsibleRefused: an organisational or applicative account whose
+	// responsible practitioner is not (or no longer) authorised.
+	ResponsibleRefused Code = "EIMIS_RESPONSIBLE_NOT_AUTHORISED"
+	// AdminAccount: administration accounts run the hub; they do not take
+	// part in care conversations.
+	AdminAccount Code = "EIMIS_ADMIN_ACCOUNT"
+	// DisplayNameLocked: display names come from the health directory.
+	DisplayNameLocked Code = "EIMIS_DISPLAY_NAME_FROM_DIRECTORY"
 )
 
 // messages are the human texts; %s is the subject (an idNat or user ID).
@@ -25,4 +33,7 @@ var messages = map[Code]string{
 	ProfessionNotAllowed: "practitioner %s has no profession allowed to exchange care information on this hub",
 	DirectoryUnavailable: "the health directory is not loaded yet; %s cannot be checked",
 	ForeignServer:        "%s belongs to another server",
+	ResponsibleRefused:   "%s: the practitioner responsible for this account is not authorised on this hub",
+	AdminAccount:         "%s is an administration account and cannot take part in conversations",
+	DisplayNameLocked:    "the display name of %s comes from the health directory and cannot be changed",
 }

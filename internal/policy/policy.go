@@ -1,8 +1,10 @@
 // Package policy decides who may take part on the hub: a practitioner
 // must be in the health directory, active, and hold an allowed
-// profession. It answers from the directory's in-memory index, so a
-// decision costs a map look-up; the callers (login, invite, join, send)
-// turn a Refusal into M_FORBIDDEN with its code and text.
+// profession; an organisational or applicative account is authorised
+// through its responsible practitioner. It answers from in-memory
+// snapshots (the directory index, the service accounts), so a decision
+// costs a map look-up; the callers (login, invite, join, send) turn a
+// Refusal into M_FORBIDDEN with its code and text.
 //
 // Deny when unsure: an unloaded directory refuses everyone.
 package policy
@@ -10,10 +12,12 @@ package policy
 import (
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"maunium.net/go/mautrix/id"
 
 	"github.com/eimis-hub/eimis/internal/directory"
+	"github.com/eimis-hub/eimis/internal/store"
 )
 
 // Refusal is a decision against someone, with a stable code.
@@ -30,6 +34,18 @@ func (r *Refusal) Error() string {
 	return fmt.Sprintf(msg, r.Subject)
 }
 
+// Definite reports whether the refusal follows from what the directory
+// says about the person, as opposed to the hub not knowing yet
+// (DirectoryUnavailable). Only definite refusals justify removing someone
+// from their rooms.
+func (r *Refusal) Definite() bool {
+	switch r.Code {
+	case InactivePractitioner, NotInDirectory, ProfessionNotAllowed, ResponsibleRefused:
+		return true
+	}
+	return false
+}
+
 // Engine holds what decisions need.
 type Engine struct {
 	serverName string
@@ -38,7 +54,8 @@ type Engine struct {
 	// directory lists. The RPPS lists health professionals only, and
 	// CSP R1110-2 admits all of them to exchanges for care coordination,
 	// so a deployment narrows this list rather than widening it.
-	allowed map[string]bool
+	allowed  map[string]bool
+	services atomic.Pointer[map[string]store.ServiceAccount]
 }
 
 // New returns an engine for a server's local users.
@@ -53,16 +70,32 @@ func New(serverName string, dir *directory.Atomic, allowedProfessions []string) 
 	return e
 }
 
+// SetServiceAccounts replaces the registered service accounts.
+func (e *Engine) SetServiceAccounts(list []store.ServiceAccount) {
+	m := make(map[string]store.ServiceAccount, len(list))
+	for _, a := range list {
+		m[a.Localpart] = a
+	}
+	e.services.Store(&m)
+}
+
+// ServiceAccount returns the registration of a local service account.
+func (e *Engine) ServiceAccount(localpart string) (store.ServiceAccount, bool) {
+	m := e.services.Load()
+	if m == nil {
+		return store.ServiceAccount{}, false
+	}
+	a, ok := (*m)[localpart]
+	return a, ok
+}
+
 // IDNatOf maps a Matrix user ID to the practitioner's idNat: the canonical
 // practitioner ID is @<idNat>:<server>, as Pro Santé Connect's
 // preferred_username gives it.
 func (e *Engine) IDNatOf(u id.UserID) (string, error) {
-	lp, hs, err := u.Parse()
+	lp, err := e.localpart(u)
 	if err != nil {
-		return "", &Refusal{Code: NotAPractitionerID, Subject: string(u)}
-	}
-	if hs != e.serverName {
-		return "", &Refusal{Code: ForeignServer, Subject: string(u)}
+		return "", err
 	}
 	if _, _, err := directory.ParseIDNat(lp); err != nil {
 		return "", &Refusal{Code: NotAPractitionerID, Subject: string(u)}
@@ -70,13 +103,72 @@ func (e *Engine) IDNatOf(u id.UserID) (string, error) {
 	return lp, nil
 }
 
-// CheckUser decides whether a local user may take part.
+func (e *Engine) localpart(u id.UserID) (string, error) {
+	lp, hs, err := u.Parse()
+	if err != nil {
+		return "", &Refusal{Code: NotAPractitionerID, Subject: string(u)}
+	}
+	if hs != e.serverName {
+		return "", &Refusal{Code: ForeignServer, Subject: string(u)}
+	}
+	return lp, nil
+}
+
+// Subject is who a local user ID stands for: a practitioner (IDNat) or a
+// registered service account (Service, with the responsible practitioner's
+// IDNat).
+type Subject struct {
+	IDNat   string
+	Service *store.ServiceAccount
+}
+
+// SubjectOf maps any local user ID to the practitioner it is, or the
+// service account registered under a practitioner. Anything else is
+// refused: there are no accounts outside the trust space.
+func (e *Engine) SubjectOf(u id.UserID) (Subject, error) {
+	lp, err := e.localpart(u)
+	if err != nil {
+		return Subject{}, err
+	}
+	if _, _, err := directory.ParseIDNat(lp); err == nil {
+		return Subject{IDNat: lp}, nil
+	}
+	if a, ok := e.ServiceAccount(lp); ok {
+		return Subject{IDNat: a.ResponsibleIDNat, Service: &a}, nil
+	}
+	return Subject{}, &Refusal{Code: NotAPractitionerID, Subject: string(u)}
+}
+
+// CheckUser decides whether a local user may take part in conversations.
 func (e *Engine) CheckUser(u id.UserID) error {
-	idnat, err := e.IDNatOf(u)
+	sub, err := e.SubjectOf(u)
 	if err != nil {
 		return err
 	}
-	return e.CheckPractitioner(idnat)
+	if sub.Service == nil {
+		return e.CheckPractitioner(sub.IDNat)
+	}
+	if sub.Service.Kind == store.KindAdmin {
+		return &Refusal{Code: AdminAccount, Subject: string(u)}
+	}
+	if err := e.CheckPractitioner(sub.IDNat); err != nil {
+		if r, ok := AsRefusal(err); ok && r.Code == DirectoryUnavailable {
+			return err
+		}
+		return &Refusal{Code: ResponsibleRefused, Subject: string(u)}
+	}
+	return nil
+}
+
+// CheckLogin decides whether a local user may log in: anyone who may take
+// part, and administration accounts (which the room server then keeps out
+// of every room).
+func (e *Engine) CheckLogin(u id.UserID) error {
+	err := e.CheckUser(u)
+	if r, ok := AsRefusal(err); ok && r.Code == AdminAccount {
+		return nil
+	}
+	return err
 }
 
 // CheckPractitioner decides on an idNat.
@@ -101,6 +193,24 @@ func (e *Engine) CheckPractitioner(idnat string) error {
 		}
 	}
 	return &Refusal{Code: ProfessionNotAllowed, Subject: idnat}
+}
+
+// DisplayName is the name the hub shows for a local user: the directory's
+// "First Last - Profession" for a practitioner, the registered name for a
+// service account. ok is false for anyone else, whose chosen name stands.
+func (e *Engine) DisplayName(u id.UserID) (string, bool) {
+	sub, err := e.SubjectOf(u)
+	if err != nil {
+		return "", false
+	}
+	if sub.Service != nil {
+		return sub.Service.Name, sub.Service.Name != ""
+	}
+	entry, ok := e.dir.Load().Lookup(sub.IDNat)
+	if !ok || entry.DisplayName == "" {
+		return "", false
+	}
+	return entry.DisplayName, true
 }
 
 // AsRefusal returns the decision inside err, if err is one (as opposed to

@@ -9,6 +9,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/eimis-hub/eimis/internal/directory"
+	"github.com/eimis-hub/eimis/internal/store"
 )
 
 // rpps makes a valid RPPS (Luhn) from a 10-digit stem.
@@ -114,5 +115,64 @@ func BenchmarkCheckUser(b *testing.B) {
 		if err := e.CheckUser(u); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestServiceAccounts(t *testing.T) {
+	e, ids := engine(t, nil)
+	e.SetServiceAccounts([]store.ServiceAccount{
+		{Localpart: "cardio-chu", Kind: store.KindOrganisational, Name: "Cardiologie CHU", ResponsibleIDNat: ids["doctor"]},
+		{Localpart: "lab-results", Kind: store.KindApplicative, Name: "Laboratoire", ResponsibleIDNat: ids["inactive"]},
+		{Localpart: "ops", Kind: store.KindAdmin, Name: "Exploitation"},
+	})
+	uid := func(lp string) id.UserID { return id.NewUserID(lp, "hub.test") }
+	cases := []struct {
+		user       string
+		want       Code
+		loginWant  Code
+		definite   bool
+		wantName   string
+		nameListed bool
+	}{
+		{"cardio-chu", "", "", false, "Cardiologie CHU", true},
+		{"lab-results", ResponsibleRefused, ResponsibleRefused, true, "Laboratoire", true},
+		{"ops", AdminAccount, "", false, "Exploitation", true},
+		{"someone", NotAPractitionerID, NotAPractitionerID, false, "", false},
+		{ids["doctor"], "", "", false, "Anne Martin - Médecin", true},
+	}
+	for _, c := range cases {
+		t.Run(c.user, func(t *testing.T) {
+			check := func(what string, err error, want Code) {
+				t.Helper()
+				if want == "" {
+					if err != nil {
+						t.Fatalf("%s refused: %v", what, err)
+					}
+					return
+				}
+				r, ok := AsRefusal(err)
+				if !ok || r.Code != want {
+					t.Fatalf("%s: got %v, want %s", what, err, want)
+				}
+			}
+			check("CheckUser", e.CheckUser(uid(c.user)), c.want)
+			check("CheckLogin", e.CheckLogin(uid(c.user)), c.loginWant)
+			if r, ok := AsRefusal(e.CheckUser(uid(c.user))); ok && r.Definite() != c.definite {
+				t.Fatalf("Definite() = %v", r.Definite())
+			}
+			name, ok := e.DisplayName(uid(c.user))
+			if ok != c.nameListed || name != c.wantName {
+				t.Fatalf("DisplayName = %q, %v", name, ok)
+			}
+		})
+	}
+	// Deny when unsure: without a directory even a registered service
+	// account is refused, and not definitely (nobody is removed for it).
+	var empty directory.Atomic
+	e2 := New("hub.test", &empty, nil)
+	e2.SetServiceAccounts([]store.ServiceAccount{{Localpart: "cardio-chu", Kind: store.KindOrganisational, Name: "C", ResponsibleIDNat: ids["doctor"]}})
+	r, ok := AsRefusal(e2.CheckUser(uid("cardio-chu")))
+	if !ok || r.Code != DirectoryUnavailable || r.Definite() {
+		t.Fatalf("got %v", r)
 	}
 }

@@ -68,3 +68,20 @@ func ErrorPage(w http.ResponseWriter, err error) {
 	// A write error only means the browser went away; nothing to report to.
 	_ = errorTmpl.Execute(w, struct{ FR, EN string }{t.fr, t.en})
 }
+
+// RefusalPage tells a professional whom Pro Santé Connect did authenticate
+// why the hub still refuses them (not in the directory, inactive…). The
+// reason is the hub's own stable wording about the person themselves, so
+// unlike provider errors it is safe and useful to show.
+func RefusalPage(w http.ResponseWriter, reason string) {
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+	w.WriteHeader(http.StatusForbidden)
+	_ = errorTmpl.Execute(w, struct{ FR, EN string }{
+		"Connexion refusée par le hub : " + reason,
+		"Login refused by the hub: " + reason,
+	})
+}

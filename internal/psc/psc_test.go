@@ -4,270 +4,30 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	jose "github.com/go-jose/go-jose/v4"
+	"github.com/eimis-hub/eimis/internal/psc/psctest"
 )
 
 const (
-	testClientID     = "eimis-hub"
-	testClientSecret = "s3cret"
 	testRedirect     = "https://hub.example/_matrix/client/v3/login/sso/callback"
 	testClientReturn = "https://app.element.example/#/home"
-	// Valid RPPS (Luhn) from the public directory extract.
-	testIDNat = "810001045367"
+	testIDNat        = psctest.DefaultIDNat
 )
 
-// grant is what the fake provider remembers between /authorize and /token.
-type grant struct {
-	nonce, challenge, acr, redirect string
-}
-
-// fakeOP is a minimal OpenID provider shaped like Pro Santé Connect.
-// Fields after mu are switches the tests flip to make it misbehave.
-type fakeOP struct {
-	t       *testing.T
-	srv     *httptest.Server
-	key     *rsa.PrivateKey
-	mu      sync.Mutex
-	grants  map[string]grant
-	access  map[string]bool
-	lastReq url.Values // last /authorize query
-
-	userinfoJWT      bool
-	userinfoKey      *rsa.PrivateKey // signs userinfo JWTs; nil means key
-	acr              string          // acr put in ID tokens; "" means what was asked
-	nonceOverride    string
-	corruptChallenge bool
-	audience         string
-	claims           map[string]any
-	pkceFailures     int
-}
-
-func newFakeOP(t *testing.T) *fakeOP {
-	t.Helper()
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	op := &fakeOP{
-		t:        t,
-		key:      key,
-		grants:   map[string]grant{},
-		access:   map[string]bool{},
-		audience: testClientID,
-		claims: map[string]any{
-			"sub":                "f:550dc1c8:" + testIDNat,
-			"SubjectNameID":      testIDNat,
-			"preferred_username": testIDNat,
-			"given_name":         "ERIC",
-			"family_name":        "GUIGNARD",
-			"SubjectRefPro": map[string]any{
-				"codeCivilite": "M",
-				"exercices": []any{
-					map[string]any{
-						"codeProfession":               "10",
-						"codeCategorieProfessionnelle": "C",
-						"nomDExercice":                 "GUIGNARD",
-						"prenomDExercice":              "ERIC",
-						"activities": []any{map[string]any{
-							"numeroFinessSite":     "750712184",
-							"raisonSocialeSite":    "HOPITAL TEST",
-							"codeSecteurDActivite": "SA01",
-						}},
-					},
-					map[string]any{"codeProfession": "10"},
-					map[string]any{"codeProfession": "21"},
-				},
-			},
-		},
-	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /.well-known/openid-configuration", op.discovery)
-	mux.HandleFunc("GET /jwks", op.jwks)
-	mux.HandleFunc("GET /authorize", op.authorize)
-	mux.HandleFunc("POST /token", op.token)
-	mux.HandleFunc("GET /userinfo", op.userinfo)
-	op.srv = httptest.NewServer(mux)
-	t.Cleanup(op.srv.Close)
-	return op
-}
-
-func (op *fakeOP) discovery(w http.ResponseWriter, _ *http.Request) {
-	u := op.srv.URL
-	writeJSON(w, map[string]any{
-		"issuer":                                u,
-		"authorization_endpoint":                u + "/authorize",
-		"token_endpoint":                        u + "/token",
-		"userinfo_endpoint":                     u + "/userinfo",
-		"jwks_uri":                              u + "/jwks",
-		"response_types_supported":              []string{"code"},
-		"id_token_signing_alg_values_supported": []string{"RS256"},
-		"userinfo_signing_alg_values_supported": []string{"RS256"},
-		"code_challenge_methods_supported":      []string{"S256"},
-	})
-}
-
-func (op *fakeOP) jwks(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{
-		Key: &op.key.PublicKey, KeyID: "k1", Algorithm: "RS256", Use: "sig",
-	}}})
-}
-
-// authorize approves at once, as if the professional had used their CPS card.
-func (op *fakeOP) authorize(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	if q.Get("client_id") != testClientID || q.Get("response_type") != "code" ||
-		q.Get("code_challenge_method") != "S256" || q.Get("redirect_uri") == "" {
-		http.Error(w, "bad authorization request", http.StatusBadRequest)
-		return
-	}
-	g := grant{nonce: q.Get("nonce"), challenge: q.Get("code_challenge"), acr: q.Get("acr_values"), redirect: q.Get("redirect_uri")}
-	op.mu.Lock()
-	if op.corruptChallenge {
-		g.challenge = s256("some other verifier")
-	}
-	code := rand.Text()
-	op.grants[code] = g
-	op.lastReq = q
-	op.mu.Unlock()
-
-	back, _ := url.Parse(g.redirect)
-	bq := back.Query()
-	bq.Set("code", code)
-	bq.Set("state", q.Get("state"))
-	back.RawQuery = bq.Encode()
-	http.Redirect(w, r, back.String(), http.StatusFound)
-}
-
-func (op *fakeOP) token(w http.ResponseWriter, r *http.Request) {
-	if err := r.ParseForm(); err != nil {
-		oauthError(w, "invalid_request")
-		return
-	}
-	id, secret, ok := r.BasicAuth()
-	if !ok {
-		id, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
-	}
-	if id != testClientID || secret != testClientSecret {
-		w.WriteHeader(http.StatusUnauthorized)
-		writeJSON(w, map[string]string{"error": "invalid_client"})
-		return
-	}
-	op.mu.Lock()
-	defer op.mu.Unlock()
-	code := r.PostForm.Get("code")
-	g, ok := op.grants[code]
-	delete(op.grants, code)
-	if !ok || r.PostForm.Get("grant_type") != "authorization_code" || r.PostForm.Get("redirect_uri") != g.redirect {
-		oauthError(w, "invalid_grant")
-		return
-	}
-	if s256(r.PostForm.Get("code_verifier")) != g.challenge {
-		op.pkceFailures++
-		oauthError(w, "invalid_grant")
-		return
-	}
-	nonce := g.nonce
-	if op.nonceOverride != "" {
-		nonce = op.nonceOverride
-	}
-	acr := g.acr
-	if op.acr != "" {
-		acr = op.acr
-	}
-	now := time.Now()
-	idt := op.sign(op.key, map[string]any{
-		"iss":   op.srv.URL,
-		"sub":   op.claims["sub"],
-		"aud":   op.audience,
-		"exp":   now.Add(5 * time.Minute).Unix(),
-		"iat":   now.Unix(),
-		"nonce": nonce,
-		"acr":   acr,
-	})
-	at := rand.Text()
-	op.access[at] = true
-	writeJSON(w, map[string]any{
-		"access_token": at, "token_type": "Bearer", "expires_in": 300, "id_token": idt,
-	})
-}
-
-func (op *fakeOP) userinfo(w http.ResponseWriter, r *http.Request) {
-	at, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	op.mu.Lock()
-	defer op.mu.Unlock()
-	if !ok || !op.access[at] {
-		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
-		w.WriteHeader(http.StatusUnauthorized)
-		return
-	}
-	if !op.userinfoJWT {
-		writeJSON(w, op.claims)
-		return
-	}
-	claims := map[string]any{"iss": op.srv.URL, "aud": testClientID}
-	for k, v := range op.claims {
-		claims[k] = v
-	}
-	key := op.key
-	if op.userinfoKey != nil {
-		key = op.userinfoKey
-	}
-	w.Header().Set("Content-Type", "application/jwt")
-	io.WriteString(w, op.sign(key, claims))
-}
-
-func (op *fakeOP) sign(key *rsa.PrivateKey, claims map[string]any) string {
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: key},
-		(&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", "k1"))
-	if err != nil {
-		op.t.Error(err)
-		return ""
-	}
-	payload, _ := json.Marshal(claims)
-	jws, err := signer.Sign(payload)
-	if err != nil {
-		op.t.Error(err)
-		return ""
-	}
-	s, _ := jws.CompactSerialize()
-	return s
-}
-
-func s256(verifier string) string {
-	sum := sha256.Sum256([]byte(verifier))
-	return base64.RawURLEncoding.EncodeToString(sum[:])
-}
-
-func writeJSON(w http.ResponseWriter, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(v)
-}
-
-func oauthError(w http.ResponseWriter, code string) {
-	w.WriteHeader(http.StatusBadRequest)
-	writeJSON(w, map[string]string{"error": code})
-}
-
-func newProvider(t *testing.T, op *fakeOP, mod func(*Config)) *Provider {
+func newProvider(t *testing.T, op *psctest.Provider, mod func(*Config)) *Provider {
 	t.Helper()
 	cfg := Config{
-		Issuer:       op.srv.URL,
-		ClientID:     testClientID,
-		ClientSecret: testClientSecret,
+		Issuer:       op.URL(),
+		ClientID:     psctest.ClientID,
+		ClientSecret: psctest.ClientSecret,
 		RedirectURL:  testRedirect,
 		HTTPClient:   &http.Client{Timeout: 5 * time.Second},
 	}
@@ -338,7 +98,7 @@ func checkIdentity(t *testing.T, id *Identity, back string) {
 }
 
 func TestLoginJSONUserinfo(t *testing.T) {
-	op := newFakeOP(t)
+	op := psctest.New(t)
 	p := newProvider(t, op, nil)
 	authURL, state, err := p.Start(testClientReturn)
 	if err != nil {
@@ -346,7 +106,7 @@ func TestLoginJSONUserinfo(t *testing.T) {
 	}
 	gotState, code := browse(t, authURL)
 
-	q := op.lastReq
+	q := op.LastAuthorizeQuery()
 	if q.Get("acr_values") != "eidas1" || q.Get("code_challenge") == "" || q.Get("nonce") == "" || q.Get("state") != state {
 		t.Errorf("authorization request lacks PSC parameters: %v", q)
 	}
@@ -367,8 +127,8 @@ func TestLoginJSONUserinfo(t *testing.T) {
 }
 
 func TestLoginJWTUserinfo(t *testing.T) {
-	op := newFakeOP(t)
-	op.userinfoJWT = true
+	op := psctest.New(t)
+	op.SetUserinfoJWT(true)
 	p := newProvider(t, op, nil)
 	id, back, err := login(t, p)
 	if err != nil {
@@ -378,13 +138,13 @@ func TestLoginJWTUserinfo(t *testing.T) {
 }
 
 func TestUserinfoJWTForgedSignature(t *testing.T) {
-	op := newFakeOP(t)
-	op.userinfoJWT = true
+	op := psctest.New(t)
+	op.SetUserinfoJWT(true)
 	other, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		t.Fatal(err)
 	}
-	op.userinfoKey = other
+	op.SetUserinfoKey(other)
 	_, _, err = login(t, newProvider(t, op, nil))
 	if !errors.Is(err, ErrInvalidToken) {
 		t.Fatalf("err = %v, want ErrInvalidToken", err)
@@ -392,8 +152,8 @@ func TestUserinfoJWTForgedSignature(t *testing.T) {
 }
 
 func TestWrongACR(t *testing.T) {
-	op := newFakeOP(t)
-	op.acr = "eidas2"
+	op := psctest.New(t)
+	op.SetACR("eidas2")
 	_, _, err := login(t, newProvider(t, op, nil))
 	if !errors.Is(err, ErrWrongACR) {
 		t.Fatalf("err = %v, want ErrWrongACR", err)
@@ -405,8 +165,8 @@ func TestWrongACR(t *testing.T) {
 }
 
 func TestBadNonce(t *testing.T) {
-	op := newFakeOP(t)
-	op.nonceOverride = "nonce-of-another-login"
+	op := psctest.New(t)
+	op.SetNonceOverride("nonce-of-another-login")
 	_, _, err := login(t, newProvider(t, op, nil))
 	if !errors.Is(err, ErrBadNonce) {
 		t.Fatalf("err = %v, want ErrBadNonce", err)
@@ -414,8 +174,8 @@ func TestBadNonce(t *testing.T) {
 }
 
 func TestWrongAudience(t *testing.T) {
-	op := newFakeOP(t)
-	op.audience = "another-client"
+	op := psctest.New(t)
+	op.SetAudience("another-client")
 	_, _, err := login(t, newProvider(t, op, nil))
 	if !errors.Is(err, ErrInvalidToken) {
 		t.Fatalf("err = %v, want ErrInvalidToken", err)
@@ -423,7 +183,7 @@ func TestWrongAudience(t *testing.T) {
 }
 
 func TestUnknownState(t *testing.T) {
-	op := newFakeOP(t)
+	op := psctest.New(t)
 	p := newProvider(t, op, nil)
 	if _, _, err := p.Finish(t.Context(), "never-issued", "code"); !errors.Is(err, ErrUnknownState) {
 		t.Fatalf("err = %v, want ErrUnknownState", err)
@@ -431,7 +191,7 @@ func TestUnknownState(t *testing.T) {
 }
 
 func TestExpiredState(t *testing.T) {
-	op := newFakeOP(t)
+	op := psctest.New(t)
 	p := newProvider(t, op, nil)
 	now := time.Now()
 	p.attempts.now = func() time.Time { return now }
@@ -444,20 +204,20 @@ func TestExpiredState(t *testing.T) {
 }
 
 func TestPKCEMismatch(t *testing.T) {
-	op := newFakeOP(t)
-	op.corruptChallenge = true
+	op := psctest.New(t)
+	op.SetCorruptChallenge(true)
 	_, _, err := login(t, newProvider(t, op, nil))
 	if !errors.Is(err, ErrProvider) {
 		t.Fatalf("err = %v, want ErrProvider", err)
 	}
-	if op.pkceFailures != 1 {
-		t.Fatalf("provider saw %d PKCE failures, want 1", op.pkceFailures)
+	if n := op.PKCEFailures(); n != 1 {
+		t.Fatalf("provider saw %d PKCE failures, want 1", n)
 	}
 }
 
 func TestPreferredUsernameFallback(t *testing.T) {
-	op := newFakeOP(t)
-	delete(op.claims, "SubjectNameID")
+	op := psctest.New(t)
+	op.DeleteClaim("SubjectNameID")
 	id, _, err := login(t, newProvider(t, op, nil))
 	if err != nil {
 		t.Fatal(err)
@@ -468,9 +228,9 @@ func TestPreferredUsernameFallback(t *testing.T) {
 }
 
 func TestBadIDNat(t *testing.T) {
-	op := newFakeOP(t)
-	delete(op.claims, "SubjectNameID")
-	op.claims["preferred_username"] = "jdupont"
+	op := psctest.New(t)
+	op.DeleteClaim("SubjectNameID")
+	op.SetClaim("preferred_username", "jdupont")
 	_, _, err := login(t, newProvider(t, op, nil))
 	if !errors.Is(err, ErrBadIDNat) {
 		t.Fatalf("err = %v, want ErrBadIDNat", err)
@@ -478,23 +238,23 @@ func TestBadIDNat(t *testing.T) {
 }
 
 func TestProviderDown(t *testing.T) {
-	op := newFakeOP(t)
+	op := psctest.New(t)
 	p := newProvider(t, op, nil)
 	authURL, _, _ := p.Start(testClientReturn)
 	state, code := browse(t, authURL)
-	op.srv.Close()
+	op.Close()
 	if _, _, err := p.Finish(t.Context(), state, code); !errors.Is(err, ErrProvider) {
 		t.Fatalf("Finish: err = %v, want ErrProvider", err)
 	}
-	_, err := New(t.Context(), Config{Issuer: op.srv.URL, ClientID: testClientID, RedirectURL: testRedirect})
+	_, err := New(t.Context(), Config{Issuer: op.URL(), ClientID: psctest.ClientID, RedirectURL: testRedirect})
 	if !errors.Is(err, ErrProvider) {
 		t.Fatalf("New: err = %v, want ErrProvider", err)
 	}
 }
 
 func TestIssuerMismatch(t *testing.T) {
-	op := newFakeOP(t)
-	_, err := New(context.Background(), Config{Issuer: op.srv.URL + "/other", ClientID: testClientID, RedirectURL: testRedirect})
+	op := psctest.New(t)
+	_, err := New(context.Background(), Config{Issuer: op.URL() + "/other", ClientID: psctest.ClientID, RedirectURL: testRedirect})
 	if err == nil {
 		t.Fatal("New accepted a discovery document for another issuer")
 	}

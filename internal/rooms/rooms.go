@@ -67,6 +67,8 @@ type Config struct {
 	// CacheRooms bounds how many rooms' state the writer keeps in memory.
 	CacheRooms int
 	OnAccepted AcceptedHook
+	// Gate, when set, admits or refuses every event (the trust space).
+	Gate Gate
 }
 
 // SupportedVersions are the room versions this hub creates and serves.

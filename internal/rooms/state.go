@@ -96,6 +96,9 @@ func (rs *roomState) build(cfg Config, req Submit) (*pdu.PDU, id.EventID, error)
 	if err != nil {
 		return nil, "", err
 	}
+	if content, err = admit(cfg.Gate, req, content); err != nil {
+		return nil, "", err
+	}
 	if req.Type == "" || len(req.Type) > 255 {
 		return nil, "", fail(ErrBadEvent, "event type must be 1..255 bytes")
 	}

@@ -230,6 +230,7 @@ type Store interface {
 	DirectoryStore
 	AuditStore
 	OperatorStore
+	TrustStore
 }
 
 // ErrImportSuperseded is returned by a DirectoryImport whose generation was

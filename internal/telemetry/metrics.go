@@ -53,6 +53,8 @@ type Metrics struct {
 	publishDuration metric.Float64Histogram
 	syncWakeups     metric.Int64Counter
 	eventDelivery   metric.Float64Histogram
+	policyRefusals  metric.Int64Counter
+	membersRemoved  metric.Int64Counter
 
 	// Pre-built attribute options for the bounded event-type set, so the
 	// accept path does not allocate per event.
@@ -133,6 +135,14 @@ func newMetrics(provider *sdkmetric.MeterProvider) (*Metrics, error) {
 	m.eventDelivery, err = meter.Float64Histogram("eimis.event.delivery", // eimis_event_delivery_seconds
 		metric.WithDescription("Lag from accepting an event to delivering it in a /sync response."),
 		metric.WithUnit("s"), metric.WithExplicitBucketBoundaries(deliveryBuckets...))
+	add(err)
+	m.policyRefusals, err = meter.Int64Counter("eimis.policy.refusals", // eimis_policy_refusals_total
+		metric.WithDescription("Trust-space refusals (login, invite, join, send…), by stable refusal code."),
+		metric.WithUnit("{refusal}"))
+	add(err)
+	m.membersRemoved, err = meter.Int64Counter("eimis.directory.removed_memberships", // eimis_directory_removed_memberships_total
+		metric.WithDescription("Room memberships ended by the hub because the directory withdrew an authorisation."),
+		metric.WithUnit("{membership}"))
 	add(err)
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("telemetry: create instruments: %w", err)

@@ -17,6 +17,7 @@ import (
 	"maunium.net/go/mautrix"
 
 	"github.com/eimis-hub/eimis/internal/config"
+	"github.com/eimis-hub/eimis/internal/directory"
 	"github.com/eimis-hub/eimis/internal/hub"
 	"github.com/eimis-hub/eimis/internal/store/pgtest"
 )
@@ -34,6 +35,12 @@ type Options struct {
 	ServerName     string
 	SharedSecret   string
 	RoomVersion    string
+	// Directory is imported before the hub starts, unless the database
+	// already has one; nil means People(). NoDirectory starts without.
+	Directory   []directory.Practitioner
+	NoDirectory bool
+	// Configure, when set, adjusts the config before the hub opens.
+	Configure func(*config.Config)
 }
 
 // Hub is a running test instance.
@@ -80,9 +87,19 @@ func Start(t testing.TB, o Options) *Hub {
 	}
 	cfg.Listen = ln.Addr().String()
 	cfg.PublicBaseURL = ""
+	if o.Configure != nil {
+		o.Configure(&cfg)
+	}
 	cfg.Finish()
 	if err := cfg.Verify(); err != nil {
 		t.Fatalf("config: %v", err)
+	}
+	if !o.NoDirectory {
+		people := o.Directory
+		if people == nil {
+			people = People()
+		}
+		importIfEmpty(t, cfg, people)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if os.Getenv("EIMIS_TEST_LOG") != "" {
@@ -112,17 +129,19 @@ func SigningKeyFile(t testing.TB) string {
 }
 
 // CreateUser makes an account directly in the store (as `eimis-hub user
-// create` does).
-func (h *Hub) CreateUser(t testing.TB, localpart, password string) {
+// create` does). A test name ("alice") is the practitioner of that name.
+func (h *Hub) CreateUser(t testing.TB, name, password string) {
 	t.Helper()
+	localpart := Localpart(name)
 	if _, err := h.IDs.CreateAccount(context.Background(), localpart, password, false); err != nil {
 		t.Fatalf("create user %s: %v", localpart, err)
 	}
 }
 
 // Client logs in through the Client-Server API with a mautrix client.
-func (h *Hub) Client(t testing.TB, localpart, password string) *mautrix.Client {
+func (h *Hub) Client(t testing.TB, name, password string) *mautrix.Client {
 	t.Helper()
+	localpart := Localpart(name)
 	cli, err := mautrix.NewClient(h.URL, "", "")
 	if err != nil {
 		t.Fatal(err)

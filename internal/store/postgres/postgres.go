@@ -1140,7 +1140,7 @@ func (im *directoryImport) Commit(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("postgres: directory commit: carry over absent: %w", err)
 	}
 	if _, err := tx.Exec(ctx, `UPDATE directory_meta
-		SET current_generation = $1, building_generation = 0, imported_at = $2 WHERE id = 1`, im.gen, now); err != nil {
+		SET current_generation = $1, building_generation = 0, imported_at = $2, revision = revision + 1 WHERE id = 1`, im.gen, now); err != nil {
 		return 0, fmt.Errorf("postgres: directory commit: switch: %w", err)
 	}
 	if err := tx.Commit(ctx); err != nil {

@@ -1241,7 +1241,7 @@ func (im *directoryImport) Commit(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("sqlite: directory commit: carry over absent: %w", err)
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE directory_meta
-		SET current_generation = ?, building_generation = 0, imported_at = ? WHERE id = 1`, im.gen, now); err != nil {
+		SET current_generation = ?, building_generation = 0, imported_at = ?, revision = revision + 1 WHERE id = 1`, im.gen, now); err != nil {
 		return 0, fmt.Errorf("sqlite: directory commit: switch: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
