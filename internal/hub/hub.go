@@ -151,6 +151,13 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (h *Hub, err
 	if err := metrics.ObserveDirectory(h.Trust.State); err != nil {
 		return nil, err
 	}
+	// Changes made while this instance was down (an import, a changed
+	// allowed_professions) are acted on at start, not at the next change.
+	go func() {
+		if _, err := h.Trust.Sweep(runCtx); err != nil && runCtx.Err() == nil {
+			log.Warn("initial trust sweep", "err", err)
+		}
+	}()
 	go h.Trust.Run(runCtx, cfg.TrustReloadInterval)
 	if cfg.DirectoryFHIRURL != "" {
 		fc, err := fhir.New(fhir.Config{BaseURL: cfg.DirectoryFHIRURL, APIKey: cfg.DirectoryFHIRAPIKey})
