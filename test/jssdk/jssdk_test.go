@@ -63,7 +63,8 @@ func TestMatrixJSSDK(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), chatTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, node, "chat.mjs", hub.url, secret)
+	// Two practitioners of the sample directory without an account yet.
+	cmd := exec.CommandContext(ctx, node, "chat.mjs", hub.url, secret, "810000000033", "810000000041")
 	cmd.Dir = dir
 	cmd.WaitDelay = 5 * time.Second
 	out, err := cmd.CombinedOutput()
@@ -234,8 +235,13 @@ func startHub(t *testing.T, secret string) *hubProc {
 	}
 
 	addr := freeAddr(t)
+	dataDir := t.TempDir()
+	// A hub without a directory admits nobody: load the fictional sample.
+	if out, err := exec.Command(bin, "sample", "--data-dir", dataDir, "--server-name", "hub.test").CombinedOutput(); err != nil {
+		t.Fatalf("eimis-hub sample: %v\n%s", err, out)
+	}
 	cmd := exec.Command(bin, "serve",
-		"--data-dir", t.TempDir(),
+		"--data-dir", dataDir,
 		"--listen", addr,
 		"--server-name", "hub.test",
 		"--log-level", "warn",
