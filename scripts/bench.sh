@@ -43,6 +43,11 @@ if [ "$dialect" = postgres ]; then
   args+=(--database "postgres://postgres@127.0.0.1:$pgport/postgres?sslmode=disable")
 fi
 
+# The hub admits practitioners of its directory only: load synthetic ones,
+# the same serials eimis-bench --idnat-base 1 registers.
+"$work/bin/eimis-hub" directory synth --count 1000 --start 1 "$work/directory.txt" >/dev/null
+"$work/bin/eimis-hub" directory import "${args[@]:1}" "$work/directory.txt" >/dev/null
+
 "$work/bin/eimis-hub" "${args[@]}" >"$work/hub.log" 2>&1 &
 hub_pid=$!
 for _ in $(seq 1 100); do
@@ -57,4 +62,4 @@ case $scenario in
   *) echo "unknown scenario $scenario" >&2; exit 2 ;;
 esac
 echo "# dialect=$dialect scenario=$scenario $(nproc) cores, $(git -C "$root" rev-parse --short HEAD 2>/dev/null)"
-"$work/bin/eimis-bench" --hs "http://127.0.0.1:$port" --shared-secret "$secret" "${load[@]}" "$@"
+"$work/bin/eimis-bench" --hs "http://127.0.0.1:$port" --shared-secret "$secret" --idnat-base 1 "${load[@]}" "$@"

@@ -13,6 +13,7 @@ type config struct {
 	hs               string
 	sharedSecret     string
 	userPrefix       string
+	idnatBase        int // > 0: user i is the synthetic practitioner of serial idnatBase+i
 	password         string
 	users            int
 	rooms            int

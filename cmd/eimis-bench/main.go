@@ -124,6 +124,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (config, int, bool) {
 	fs.SetOutput(stderr)
 	fs.StringVar(&cfg.hs, "hs", "http://127.0.0.1:8008", "homeserver base URL")
 	fs.StringVar(&cfg.sharedSecret, "shared-secret", "", "registration shared secret; register users via /_synapse/admin/v1/register instead of open registration")
+	fs.IntVar(&cfg.idnatBase, "idnat-base", 0, "health hubs: user i is the synthetic practitioner @8<RPPS>, RPPS = 19 + serial (base+i) + check digit, as `eimis-hub directory synth --start base` writes them (0: use --user-prefix)")
 	fs.StringVar(&cfg.userPrefix, "user-prefix", "", "localpart prefix; user i is <prefix><i> (default \"bench\" + 4 random letters, so reruns do not collide)")
 	fs.StringVar(&cfg.password, "password", "eimis-bench-not-a-secret", "password for the bench users (used to log in when they already exist)")
 	fs.IntVar(&cfg.users, "users", 2, "number of users")

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/eimis-hub/eimis/internal/directory"
 )
 
 // parallel runs fn(0..n-1) on at most workers goroutines and returns the
@@ -88,6 +90,9 @@ func (b *bench) registerAll(ctx context.Context) error {
 	b.accounts = make([]*account, b.cfg.users)
 	return parallel(ctx, b.cfg.users, b.cfg.setupConcurrency, func(ctx context.Context, i int) error {
 		name := b.cfg.userPrefix + strconv.Itoa(i)
+		if b.cfg.idnatBase > 0 {
+			name = directory.IDNatFromRPPS(directory.SyntheticRPPS(b.cfg.idnatBase + i))
+		}
 		var res *loginResponse
 		err := retry(ctx, "register "+name, func(ctx context.Context) error {
 			ctx, cancel := b.withTimeout(ctx)

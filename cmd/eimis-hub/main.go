@@ -42,6 +42,8 @@ Usage:
   eimis-hub directory import [--max-bad-rows N] [store flags] FILE
                                           import an RPPS extract (PS_LibreAcces_Personne_activite)
   eimis-hub directory stats [store flags] show the stored health directory
+  eimis-hub directory synth [--count N] [--start S] FILE
+                                          write a synthetic extract (fictional RPPS 19…) for load tests
   eimis-hub directory sync [--full] [store flags]
                                           sync from the Annuaire Santé FHIR API (directory_fhir_url)
   eimis-hub operator add|list|suspend|reactivate|revoke …
@@ -83,6 +85,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			err = directoryImport(args[2:], stdout, stderr)
 		case len(args) >= 2 && args[1] == "stats":
 			err = directoryStats(args[2:], stdout, stderr)
+		case len(args) >= 2 && args[1] == "synth":
+			err = directorySynth(args[2:], stdout, stderr)
 		default:
 			fmt.Fprint(stderr, directoryUsage)
 			return 2

@@ -204,3 +204,41 @@ func sample(args []string, stdout, stderr io.Writer) error {
 	}
 	return nil
 }
+
+// directorySynth writes a synthetic extract (fictional RPPS numbers
+// starting with 19) for load tests and rehearsals of an import.
+func directorySynth(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("eimis-hub directory synth", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	count := fs.Int("count", 1000, "practitioners to write")
+	start := fs.Int("start", 1, "serial of the first one (eimis-bench --idnat-base uses the same numbering)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 || *count <= 0 || *start < 0 {
+		return errors.New("usage: eimis-hub directory synth [--count N] [--start S] FILE")
+	}
+	f, err := os.Create(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	ps := make([]directory.Practitioner, 0, *count)
+	for i := range *count {
+		rpps := directory.SyntheticRPPS(*start + i)
+		ps = append(ps, directory.Practitioner{
+			IDNat: directory.IDNatFromRPPS(rpps), RPPS: rpps, Civility: "Docteur",
+			LastName: fmt.Sprintf("SYNTHETIQUE%d", *start+i), FirstName: "CHARGE", Active: true,
+			Professions: []directory.Profession{{Code: "10", Label: "Médecin"}},
+			Activities:  []directory.Activity{{StructureName: "CENTRE DE TEST", PostalCode: "75012", City: "PARIS"}},
+		})
+	}
+	if err := directory.WriteExtract(f, ps); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "wrote %d synthetic practitioners (serials %d..%d) to %s\n", *count, *start, *start+*count-1, fs.Arg(0))
+	return nil
+}
