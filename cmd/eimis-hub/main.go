@@ -85,6 +85,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			err = directoryImport(args[2:], stdout, stderr)
 		case len(args) >= 2 && args[1] == "stats":
 			err = directoryStats(args[2:], stdout, stderr)
+		case len(args) >= 2 && args[1] == "sync":
+			err = directorySync(args[2:], stdout, stderr)
 		case len(args) >= 2 && args[1] == "synth":
 			err = directorySynth(args[2:], stdout, stderr)
 		default:

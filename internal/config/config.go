@@ -101,6 +101,9 @@ type Config struct {
 	DirectoryFHIRURL      string        `yaml:"directory_fhir_url"`
 	DirectoryFHIRAPIKey   string        `yaml:"directory_fhir_api_key"`
 	DirectoryFHIRInterval time.Duration `yaml:"directory_fhir_interval"`
+	// DirectoryFHIRFullInterval forces a full FHIR read this often (0:
+	// never), the only way deletions from the API are noticed.
+	DirectoryFHIRFullInterval time.Duration `yaml:"directory_fhir_full_interval"`
 	// PSCIssuer enables Pro Santé Connect login (m.login.sso).
 	PSCIssuer       string `yaml:"psc_issuer"`
 	PSCClientID     string `yaml:"psc_client_id"`
@@ -139,9 +142,10 @@ func Defaults() Config {
 		NATSReplicas:     1,
 		// A directory import elsewhere reaches every instance within this;
 		// the check is one indexed read.
-		TrustReloadInterval:   10 * time.Second,
-		DirectoryFHIRInterval: time.Hour,
-		PSCACRValues:          "eidas1",
+		TrustReloadInterval:       10 * time.Second,
+		DirectoryFHIRInterval:     time.Hour,
+		DirectoryFHIRFullInterval: 7 * 24 * time.Hour,
+		PSCACRValues:              "eidas1",
 		// Six months, the usual retention for access traces in French
 		// hospital information systems.
 		AuditRetention: 183 * 24 * time.Hour,

@@ -160,11 +160,13 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (h *Hub, err
 	}()
 	go h.Trust.Run(runCtx, cfg.TrustReloadInterval)
 	if cfg.DirectoryFHIRURL != "" {
-		fc, err := fhir.New(fhir.Config{BaseURL: cfg.DirectoryFHIRURL, APIKey: cfg.DirectoryFHIRAPIKey})
+		// Retries ride out the gateway's rate limiting (429 with
+		// Retry-After) within one run instead of failing it.
+		fc, err := fhir.New(fhir.Config{BaseURL: cfg.DirectoryFHIRURL, APIKey: cfg.DirectoryFHIRAPIKey, MaxRetries: 5})
 		if err != nil {
 			return nil, fmt.Errorf("directory FHIR client: %w", err)
 		}
-		go h.Trust.RunFHIR(runCtx, fc, cfg.DirectoryFHIRInterval)
+		go h.Trust.RunFHIR(runCtx, fc, cfg.DirectoryFHIRInterval, cfg.DirectoryFHIRFullInterval)
 	}
 	h.IDs.OnRevoke(func(r identity.Revocation) {
 		data, _ := json.Marshal(r)

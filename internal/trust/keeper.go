@@ -232,10 +232,17 @@ func (k *Keeper) Run(ctx context.Context, every time.Duration) {
 
 // RunFHIR syncs from the Annuaire Santé FHIR API at start and then every
 // interval, refreshing the snapshots after each success. A failure keeps
-// the last good directory and shows on Ping and the metrics.
-func (k *Keeper) RunFHIR(ctx context.Context, c *fhir.Client, every time.Duration) {
+// the last good directory and shows on Ping and the metrics. Every
+// fullEvery, the sync is a full one: an incremental search by
+// _lastUpdated never sees a practitioner deleted from the API, and a full
+// read marks them inactive.
+func (k *Keeper) RunFHIR(ctx context.Context, c *fhir.Client, every, fullEvery time.Duration) {
+	var lastFull time.Time
 	for {
-		k.SyncFHIR(ctx, c, false)
+		full := fullEvery > 0 && !lastFull.IsZero() && time.Since(lastFull) >= fullEvery
+		if res, err := k.SyncFHIR(ctx, c, full); err == nil && (res.Full || lastFull.IsZero()) {
+			lastFull = time.Now()
+		}
 		select {
 		case <-ctx.Done():
 			return

@@ -13,16 +13,17 @@ import (
 	"time"
 
 	"github.com/eimis-hub/eimis/internal/directory"
+	"github.com/eimis-hub/eimis/internal/directory/fhir/fhirtest"
 )
 
 const testKey = "s3cr3t-esante-key-0123456789"
 
 var t0 = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 
-func newTestClient(t *testing.T, f *fakeFHIR, mod func(*Config)) *Client {
+func newTestClient(t *testing.T, f *fhirtest.Server, mod func(*Config)) *Client {
 	t.Helper()
 	cfg := Config{
-		BaseURL:    f.baseURL(),
+		BaseURL:    f.BaseURL(),
 		APIKey:     testKey,
 		Timeout:    5 * time.Second,
 		MaxRetries: 2,
@@ -94,7 +95,7 @@ func TestNewValidation(t *testing.T) {
 }
 
 func TestFullPaging(t *testing.T) {
-	f := newFake(t, testKey, genRecords(t, 8, t0))
+	f := fhirtest.New(t, testKey, fhirtest.Generate(8, t0))
 	c := newTestClient(t, f, nil)
 	got, st, err := collect(t, c, context.Background(), time.Time{})
 	if err != nil {
@@ -112,7 +113,7 @@ func TestFullPaging(t *testing.T) {
 			t.Errorf("#%d: roles not attached: %+v", i, p)
 		}
 	}
-	_, _, queries := f.stats()
+	queries := f.Stats().Queries
 	first, _ := url.ParseQuery(queries[0])
 	if first.Get("_count") != "3" || first.Get("_revinclude") != "PractitionerRole:practitioner" || first.Has("_lastUpdated") {
 		t.Errorf("first query = %v", first)
@@ -125,7 +126,7 @@ func TestFullPaging(t *testing.T) {
 }
 
 func TestIncremental(t *testing.T) {
-	f := newFake(t, testKey, genRecords(t, 8, t0))
+	f := fhirtest.New(t, testKey, fhirtest.Generate(8, t0))
 	c := newTestClient(t, f, nil)
 	// A non-UTC since must still reach the server as the same instant.
 	since := t0.Add(5 * time.Hour).In(time.FixedZone("CET", 3600))
@@ -136,7 +137,7 @@ func TestIncremental(t *testing.T) {
 	if st.Practitioners != 3 || len(got) != 3 {
 		t.Fatalf("got %d practitioners, want 3 (stats %+v)", len(got), st)
 	}
-	_, _, queries := f.stats()
+	queries := f.Stats().Queries
 	first, _ := url.ParseQuery(queries[0])
 	if v := first.Get("_lastUpdated"); v != "ge2025-01-01T05:00:00Z" {
 		t.Errorf("_lastUpdated = %q", v)
@@ -144,7 +145,7 @@ func TestIncremental(t *testing.T) {
 }
 
 func TestMapping(t *testing.T) {
-	f := newFake(t, testKey, loadRecords(t, "testdata/mapping.json"))
+	f := fhirtest.New(t, testKey, fhirtest.LoadRecords(t, "testdata/mapping.json"))
 	c := newTestClient(t, f, func(c *Config) { c.PageSize = 50 })
 	got, st, err := collect(t, c, context.Background(), time.Time{})
 	if err != nil {
@@ -222,31 +223,31 @@ func TestRPPSSystems(t *testing.T) {
 func TestRetries(t *testing.T) {
 	tests := []struct {
 		name        string
-		faults      map[int]fault
+		faults      map[int]fhirtest.Fault
 		maxRetries  int
 		wantErr     int // HTTP status expected in an *APIError, 0 for success
 		wantRetries int
 		wantServed  int
 	}{
-		{"429 with Retry-After then success", map[int]fault{2: {status: 429, retryAfter: "1"}}, 2, 0, 1, 4},
-		{"429 without Retry-After uses backoff", map[int]fault{1: {status: 429}}, 2, 0, 1, 4},
-		{"503 twice then success", map[int]fault{1: {status: 503}, 2: {status: 503}}, 2, 0, 2, 5},
-		{"5xx exhausts retries", map[int]fault{1: {status: 503}, 2: {status: 500}, 3: {status: 502}}, 2, 502, 2, 3},
-		{"no retries configured", map[int]fault{1: {status: 500}}, 0, 500, 0, 1},
-		{"404 is not retried", map[int]fault{1: {status: 404, body: "gone"}}, 2, 404, 0, 1},
+		{"429 with Retry-After then success", map[int]fhirtest.Fault{2: {Status: 429, RetryAfter: "1"}}, 2, 0, 1, 4},
+		{"429 without Retry-After uses backoff", map[int]fhirtest.Fault{1: {Status: 429}}, 2, 0, 1, 4},
+		{"503 twice then success", map[int]fhirtest.Fault{1: {Status: 503}, 2: {Status: 503}}, 2, 0, 2, 5},
+		{"5xx exhausts retries", map[int]fhirtest.Fault{1: {Status: 503}, 2: {Status: 500}, 3: {Status: 502}}, 2, 502, 2, 3},
+		{"no retries configured", map[int]fhirtest.Fault{1: {Status: 500}}, 0, 500, 0, 1},
+		{"404 is not retried", map[int]fhirtest.Fault{1: {Status: 404, Body: "gone"}}, 2, 404, 0, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := newFake(t, testKey, genRecords(t, 7, t0))
+			f := fhirtest.New(t, testKey, fhirtest.Generate(7, t0))
 			for n, ft := range tt.faults {
-				f.inject(n, ft)
+				f.Inject(n, ft)
 			}
 			c := newTestClient(t, f, func(c *Config) { c.MaxRetries = tt.maxRetries })
 			got, st, err := collect(t, c, context.Background(), time.Time{})
 			if st.Retries != tt.wantRetries {
 				t.Errorf("retries = %d, want %d", st.Retries, tt.wantRetries)
 			}
-			if _, served, _ := f.stats(); served != tt.wantServed {
+			if served := f.Stats().Served; served != tt.wantServed {
 				t.Errorf("requests = %d, want %d", served, tt.wantServed)
 			}
 			if tt.wantErr == 0 {
@@ -264,14 +265,14 @@ func TestRetries(t *testing.T) {
 }
 
 func TestUnauthorized(t *testing.T) {
-	f := newFake(t, testKey, genRecords(t, 2, t0))
+	f := fhirtest.New(t, testKey, fhirtest.Generate(2, t0))
 	c := newTestClient(t, f, func(c *Config) { c.APIKey = "wrong-key-abcdef" })
 	_, st, err := collect(t, c, context.Background(), time.Time{})
 	var apiErr *APIError
 	if !errors.As(err, &apiErr) || apiErr.Status != http.StatusUnauthorized {
 		t.Fatalf("err = %v, want APIError 401", err)
 	}
-	if hits, _, _ := f.stats(); hits != 1 || st.Retries != 0 {
+	if hits := f.Stats().Hits; hits != 1 || st.Retries != 0 {
 		t.Errorf("401 was retried: hits %d, stats %+v", hits, st)
 	}
 	if !strings.Contains(apiErr.Body, "OperationOutcome") || strings.Contains(err.Error(), "wrong-key-abcdef") {
@@ -290,8 +291,8 @@ func TestTimeout(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := newFake(t, testKey, genRecords(t, 5, t0))
-			f.inject(2, fault{slow: true})
+			f := fhirtest.New(t, testKey, fhirtest.Generate(5, t0))
+			f.Inject(2, fhirtest.Fault{Slow: true})
 			c := newTestClient(t, f, func(c *Config) { c.Timeout = 100 * time.Millisecond; c.MaxRetries = tt.maxRetries })
 			got, _, err := collect(t, c, context.Background(), time.Time{})
 			if !tt.wantErr {
@@ -311,8 +312,8 @@ func TestTimeout(t *testing.T) {
 }
 
 func TestMalformedPage(t *testing.T) {
-	f := newFake(t, testKey, genRecords(t, 7, t0))
-	f.inject(2, fault{malformed: true})
+	f := fhirtest.New(t, testKey, fhirtest.Generate(7, t0))
+	f.Inject(2, fhirtest.Fault{Malformed: true})
 	c := newTestClient(t, f, nil)
 	_, st, err := collect(t, c, context.Background(), time.Time{})
 	if err == nil || !strings.Contains(err.Error(), "page 2") || !strings.Contains(err.Error(), "_getpages") {
@@ -333,7 +334,7 @@ func TestWrongResource(t *testing.T) {
 
 func TestCancel(t *testing.T) {
 	t.Run("from callback", func(t *testing.T) {
-		f := newFake(t, testKey, genRecords(t, 7, t0))
+		f := fhirtest.New(t, testKey, fhirtest.Generate(7, t0))
 		c := newTestClient(t, f, nil)
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
@@ -346,15 +347,15 @@ func TestCancel(t *testing.T) {
 		if !errors.Is(err, context.Canceled) || n != 1 {
 			t.Fatalf("err = %v after %d callbacks", err, n)
 		}
-		if _, served, _ := f.stats(); served != 1 {
+		if served := f.Stats().Served; served != 1 {
 			t.Errorf("requests after cancel: %d", served)
 		}
 	})
 	t.Run("during a long Retry-After", func(t *testing.T) {
-		f := newFake(t, testKey, genRecords(t, 7, t0))
+		f := fhirtest.New(t, testKey, fhirtest.Generate(7, t0))
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		f.inject(1, fault{status: 429, retryAfter: "3600", hook: cancel})
+		f.Inject(1, fhirtest.Fault{Status: 429, RetryAfter: "3600", Hook: cancel})
 		c := newTestClient(t, f, nil)
 		_, _, err := collect(t, c, ctx, time.Time{})
 		if !errors.Is(err, context.Canceled) {
@@ -362,7 +363,7 @@ func TestCancel(t *testing.T) {
 		}
 	})
 	t.Run("callback error is returned", func(t *testing.T) {
-		f := newFake(t, testKey, genRecords(t, 7, t0))
+		f := fhirtest.New(t, testKey, fhirtest.Generate(7, t0))
 		c := newTestClient(t, f, nil)
 		boom := errors.New("store full")
 		_, err := c.Practitioners(context.Background(), time.Time{}, func(directory.Practitioner) error { return boom })
@@ -378,8 +379,8 @@ func TestForeignNextLink(t *testing.T) {
 		stranger.Add(1)
 	}))
 	defer other.Close()
-	f := newFake(t, testKey, genRecords(t, 7, t0))
-	f.inject(1, fault{foreignURL: other.URL + "/fhir/v2/Practitioner?_getpages=x"})
+	f := fhirtest.New(t, testKey, fhirtest.Generate(7, t0))
+	f.Inject(1, fhirtest.Fault{ForeignURL: other.URL + "/fhir/v2/Practitioner?_getpages=x"})
 	c := newTestClient(t, f, nil)
 	_, _, err := collect(t, c, context.Background(), time.Time{})
 	if err == nil || !strings.Contains(err.Error(), "another host") {
@@ -414,14 +415,14 @@ func TestRedirectToOtherHostRefused(t *testing.T) {
 // TestKeyNeverInErrors drives every failure path against a fake that echoes
 // the key in its error bodies.
 func TestKeyNeverInErrors(t *testing.T) {
-	faults := []fault{
-		{status: 503}, {status: 429, retryAfter: "0"}, {status: 400}, {malformed: true},
-		{status: 500, body: strings.Repeat("x", 600) + testKey},
+	faults := []fhirtest.Fault{
+		{Status: 503}, {Status: 429, RetryAfter: "0"}, {Status: 400}, {Malformed: true},
+		{Status: 500, Body: strings.Repeat("x", 600) + testKey},
 	}
 	for _, ft := range faults {
-		f := newFake(t, testKey, genRecords(t, 4, t0))
+		f := fhirtest.New(t, testKey, fhirtest.Generate(4, t0))
 		for n := 1; n <= 3; n++ {
-			f.inject(n, ft)
+			f.Inject(n, ft)
 		}
 		c := newTestClient(t, f, nil)
 		_, _, err := collect(t, c, context.Background(), time.Time{})
@@ -468,7 +469,7 @@ func TestBackoffBounded(t *testing.T) {
 func TestLuhnHelper(t *testing.T) {
 	for i := 0; i < 200; i++ {
 		base := "10" + strings.Repeat("0", 5) + string(rune('0'+i%10)) + string(rune('0'+i/10%10)) + string(rune('0'+i/100))
-		if rpps := base + string(luhnCheckDigit(base)); !directory.ValidRPPS(rpps) {
+		if rpps := base + string(fhirtest.LuhnCheckDigit(base)); !directory.ValidRPPS(rpps) {
 			t.Fatalf("%s fails the Luhn check", rpps)
 		}
 	}
