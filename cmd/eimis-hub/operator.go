@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/eimis-hub/eimis/internal/adminapi"
+	"github.com/eimis-hub/eimis/internal/config"
 	"github.com/eimis-hub/eimis/internal/hub"
 	"github.com/eimis-hub/eimis/internal/operators"
 	"github.com/eimis-hub/eimis/internal/telemetry"
@@ -82,11 +83,10 @@ func operatorFlags(name string) *flag.FlagSet {
 
 // openRegistry opens the configured store under a registry. The registry
 // is not loaded: the CLI only writes and lists, and both go to the store.
-func openRegistry(ctx context.Context, fs *flag.FlagSet, args []string, stderr io.Writer) (*operators.Registry, func(), error) {
-	cfg, err := loadConfig(fs, args, stderr)
-	if err != nil {
-		return nil, nil, err
-	}
+// The caller checks its arguments before calling it, so that a mistyped
+// command line never creates a database (a misplaced --data-dir would
+// otherwise open one in ./data).
+func openRegistry(ctx context.Context, cfg config.Config, stderr io.Writer) (*operators.Registry, func(), error) {
 	// Warnings only: the command's own output says what happened.
 	log, err := telemetry.NewLogger(stderr, "warn", cfg.LogFormat)
 	if err != nil {
@@ -106,15 +106,19 @@ func operatorAdd(args []string, stdout, stderr io.Writer) error {
 	var servers stringList
 	fs.Var(&servers, "server", "Matrix server name the operator runs (hostname[:port]); repeat for each")
 	contact := fs.String("contact", "", "security contact: e-mail address or https URL")
+	cfg, err := loadConfig(fs, args, stderr)
+	if err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("operator add: unexpected argument %q (everything is given with flags)", fs.Arg(0))
+	}
 	ctx := context.Background()
-	reg, closeStore, err := openRegistry(ctx, fs, args, stderr)
+	reg, closeStore, err := openRegistry(ctx, cfg, stderr)
 	if err != nil {
 		return err
 	}
 	defer closeStore()
-	if fs.NArg() > 0 {
-		return fmt.Errorf("operator add: unexpected argument %q (everything is given with flags)", fs.Arg(0))
-	}
 	o, err := reg.Add(ctx, operators.Operator{ID: *id, Name: *name, ServerNames: servers, Contact: *contact}, cliActor())
 	if err != nil {
 		return cliError("add", strings.TrimSpace(*id), err)
@@ -126,15 +130,19 @@ func operatorAdd(args []string, stdout, stderr io.Writer) error {
 func operatorList(args []string, stdout, stderr io.Writer) error {
 	fs := operatorFlags("list")
 	asJSON := fs.Bool("json", false, "print JSON (the admin API's format) instead of a table")
+	cfg, err := loadConfig(fs, args, stderr)
+	if err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("operator list: unexpected argument %q", fs.Arg(0))
+	}
 	ctx := context.Background()
-	reg, closeStore, err := openRegistry(ctx, fs, args, stderr)
+	reg, closeStore, err := openRegistry(ctx, cfg, stderr)
 	if err != nil {
 		return err
 	}
 	defer closeStore()
-	if fs.NArg() > 0 {
-		return fmt.Errorf("operator list: unexpected argument %q", fs.Arg(0))
-	}
 	ops, err := reg.List(ctx)
 	if err != nil {
 		return err
@@ -170,12 +178,10 @@ func operatorSetStatus(cmd string, args []string, stdout, stderr io.Writer) erro
 		usage = "why (optional)"
 	}
 	reason := fs.String("reason", "", usage)
-	ctx := context.Background()
-	reg, closeStore, err := openRegistry(ctx, fs, args, stderr)
+	cfg, err := loadConfig(fs, args, stderr)
 	if err != nil {
 		return err
 	}
-	defer closeStore()
 	switch {
 	case id == "" && fs.NArg() == 1:
 		id = fs.Arg(0)
@@ -184,6 +190,12 @@ func operatorSetStatus(cmd string, args []string, stdout, stderr io.Writer) erro
 	case fs.NArg() > 0:
 		return fmt.Errorf("operator %s: unexpected %q: give the ID first or after all the flags", cmd, strings.Join(fs.Args(), " "))
 	}
+	ctx := context.Background()
+	reg, closeStore, err := openRegistry(ctx, cfg, stderr)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
 	change := map[string]func(ctx context.Context, id, reason, actor string) (*operators.Operator, error){
 		"suspend": reg.Suspend, "reactivate": reg.Reactivate, "revoke": reg.Revoke,
 	}[cmd]

@@ -2,11 +2,26 @@ package main
 
 import (
 	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 )
 
+// noDefaultStore runs the test from an empty directory and fails it if
+// anything created the default ./data store there: a command line that is
+// refused must not open (and so create) a database.
+func noDefaultStore(t *testing.T) {
+	t.Helper()
+	t.Chdir(t.TempDir())
+	t.Cleanup(func() {
+		if _, err := os.Stat("data"); err == nil {
+			t.Error("a command created the default ./data store")
+		}
+	})
+}
+
 func TestOperatorCLI(t *testing.T) {
+	noDefaultStore(t)
 	dir := t.TempDir()
 	op := func(args ...string) (int, string, string) {
 		t.Helper()
@@ -109,6 +124,7 @@ func TestOperatorCLI(t *testing.T) {
 }
 
 func TestOperatorCLIUsage(t *testing.T) {
+	noDefaultStore(t)
 	if code, _, errs := runCLI(t, "operator"); code != 1 || !strings.Contains(errs, "operator add") {
 		t.Fatalf("no command: %d %q", code, errs)
 	}

@@ -1,0 +1,346 @@
+// Package adminapi serves the hub's administration HTTP API under
+// /_eimis/admin/v1/: for now the operator allow-list (list, register,
+// suspend, reactivate, revoke). Every request must come from a server
+// admin, as decided by an Authenticator; errors leave as Matrix error
+// values ({"errcode":…,"error":…}), with the registry's stable refusal
+// code as "eimis_code" where one applies. docs/admin-api.md documents it.
+package adminapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"maunium.net/go/mautrix"
+
+	"github.com/eimis-hub/eimis/internal/operators"
+)
+
+// Prefix is where the API is mounted.
+const Prefix = "/_eimis/admin/v1/"
+
+// maxBodyBytes bounds request bodies: an operator with its maximum of
+// server names is a few KiB, so anything much larger is not a request.
+const maxBodyBytes = 64 << 10
+
+// Authenticator decides whether a request comes from a server admin.
+type Authenticator interface {
+	// AdminUser returns the Matrix user ID of the admin making r, or an
+	// error that is a mautrix.RespError (M_MISSING_TOKEN, M_UNKNOWN_TOKEN,
+	// M_FORBIDDEN "not a server admin") written to the client as it is.
+	// Any other error is answered as an internal error, and the request is
+	// refused all the same.
+	AdminUser(r *http.Request) (userID string, err error)
+}
+
+// API is the admin API.
+type API struct {
+	reg  *operators.Registry
+	auth Authenticator
+	log  *slog.Logger
+}
+
+// New returns the API over a registry; log may be nil.
+func New(reg *operators.Registry, auth Authenticator, log *slog.Logger) *API {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &API{reg: reg, auth: auth, log: log.With("component", "adminapi")}
+}
+
+// Register mounts the API on mux. Everything under Prefix is the API's:
+// paths it does not know are answered M_UNRECOGNIZED (404, or 405 for a
+// known path with another method), after authentication, so that a
+// stranger cannot map the API.
+func (a *API) Register(mux *http.ServeMux) {
+	mux.Handle("GET "+Prefix+"operators", a.admin(a.listOperators))
+	mux.Handle("POST "+Prefix+"operators", a.admin(a.createOperator))
+	mux.Handle("GET "+Prefix+"operators/{id}", a.admin(a.getOperator))
+	mux.Handle("POST "+Prefix+"operators/{id}/suspend", a.admin(a.setStatus(a.reg.Suspend)))
+	mux.Handle("POST "+Prefix+"operators/{id}/reactivate", a.admin(a.setStatus(a.reg.Reactivate)))
+	mux.Handle("POST "+Prefix+"operators/{id}/revoke", a.admin(a.setStatus(a.reg.Revoke)))
+	mux.Handle(Prefix, a.admin(a.unrecognized))
+}
+
+type adminHandler func(w http.ResponseWriter, r *http.Request, admin string)
+
+// admin authenticates every request before its handler runs.
+func (a *API) admin(h adminHandler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user, err := a.auth.AdminUser(r)
+		if err != nil {
+			if re, ok := asRespError(err); ok {
+				if re.StatusCode == 0 {
+					re.StatusCode = authStatus(re.ErrCode)
+				}
+				a.log.Info("admin request refused", "errcode", re.ErrCode, "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
+				writeErr(w, re)
+				return
+			}
+			a.internal(w, r, fmt.Errorf("authenticate: %w", err))
+			return
+		}
+		if user == "" {
+			// An authenticator bug must not open the API.
+			a.internal(w, r, errors.New("authenticate: no error and no user"))
+			return
+		}
+		h(w, r, user)
+	})
+}
+
+func asRespError(err error) (mautrix.RespError, bool) {
+	var re mautrix.RespError
+	if errors.As(err, &re) {
+		return re, true
+	}
+	var rp *mautrix.RespError
+	if errors.As(err, &rp) && rp != nil {
+		return *rp, true
+	}
+	return mautrix.RespError{}, false
+}
+
+// authStatus is the HTTP status of an authentication error that came
+// without one: the client must see 401 or 403, never a 500 that invites a
+// retry.
+func authStatus(errcode string) int {
+	switch errcode {
+	case mautrix.MMissingToken.ErrCode, mautrix.MUnknownToken.ErrCode:
+		return http.StatusUnauthorized
+	}
+	return http.StatusForbidden
+}
+
+// Operator is an operator on the wire: the admin API's responses and
+// `eimis-hub operator list --json` share it, so scripts can use either.
+type Operator struct {
+	ID           string    `json:"id"`
+	Name         string    `json:"name"`
+	ServerNames  []string  `json:"server_names"`
+	Contact      string    `json:"contact"`
+	Status       string    `json:"status"`
+	StatusReason string    `json:"status_reason"`
+	CreatedAt    time.Time `json:"created_at"`
+	UpdatedAt    time.Time `json:"updated_at"`
+}
+
+// OperatorFrom converts a registry operator to its wire form.
+func OperatorFrom(o *operators.Operator) Operator {
+	servers := o.ServerNames
+	if servers == nil {
+		servers = []string{} // [] rather than null: clients iterate it
+	}
+	return Operator{
+		ID: o.ID, Name: o.Name, ServerNames: servers, Contact: o.Contact,
+		Status: string(o.Status), StatusReason: o.StatusReason,
+		CreatedAt: o.CreatedAt.UTC(), UpdatedAt: o.UpdatedAt.UTC(),
+	}
+}
+
+// OperatorList is the body of GET /operators.
+type OperatorList struct {
+	Operators []Operator `json:"operators"`
+}
+
+// ListFrom converts a listing to its wire form.
+func ListFrom(ops []operators.Operator) OperatorList {
+	out := OperatorList{Operators: make([]Operator, len(ops))}
+	for i := range ops {
+		out.Operators[i] = OperatorFrom(&ops[i])
+	}
+	return out
+}
+
+func (a *API) listOperators(w http.ResponseWriter, r *http.Request, _ string) {
+	ops, err := a.reg.List(r.Context())
+	if err != nil {
+		a.fail(w, r, "", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, ListFrom(ops))
+}
+
+type createRequest struct {
+	ID          string   `json:"id"`
+	Name        string   `json:"name"`
+	ServerNames []string `json:"server_names"`
+	Contact     string   `json:"contact"`
+}
+
+func (a *API) createOperator(w http.ResponseWriter, r *http.Request, admin string) {
+	var req createRequest
+	if e := decode(w, r, &req); e != nil {
+		writeErr(w, *e)
+		return
+	}
+	o, err := a.reg.Add(r.Context(), operators.Operator{
+		ID: req.ID, Name: req.Name, ServerNames: req.ServerNames, Contact: req.Contact,
+	}, admin)
+	if err != nil {
+		a.fail(w, r, strings.TrimSpace(req.ID), err)
+		return
+	}
+	w.Header().Set("Location", Prefix+"operators/"+o.ID)
+	writeJSON(w, http.StatusCreated, OperatorFrom(o))
+}
+
+func (a *API) getOperator(w http.ResponseWriter, r *http.Request, _ string) {
+	id := r.PathValue("id")
+	o, err := a.reg.Get(r.Context(), id)
+	if err != nil {
+		a.fail(w, r, id, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, OperatorFrom(o))
+}
+
+type statusRequest struct {
+	Reason string `json:"reason"`
+}
+
+// setStatus serves suspend, reactivate and revoke, which differ only in
+// the registry method they call.
+func (a *API) setStatus(change func(ctx context.Context, id, reason, actor string) (*operators.Operator, error)) adminHandler {
+	return func(w http.ResponseWriter, r *http.Request, admin string) {
+		var req statusRequest
+		if e := decode(w, r, &req); e != nil {
+			writeErr(w, *e)
+			return
+		}
+		id := r.PathValue("id")
+		o, err := change(r.Context(), id, req.Reason, admin)
+		if err != nil {
+			a.fail(w, r, id, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, OperatorFrom(o))
+	}
+}
+
+// unrecognized answers what no route matched: 405 for a known path with
+// the wrong method, 404 otherwise, both M_UNRECOGNIZED as the Matrix spec
+// asks of unknown endpoints.
+func (a *API) unrecognized(w http.ResponseWriter, r *http.Request, _ string) {
+	if allow := allowed(strings.TrimPrefix(r.URL.Path, Prefix)); allow != "" {
+		w.Header().Set("Allow", allow)
+		writeErr(w, mautrix.MUnrecognized.WithStatus(http.StatusMethodNotAllowed).WithMessage("Method %s not allowed on %s", r.Method, r.URL.Path))
+		return
+	}
+	writeErr(w, mautrix.MUnrecognized.WithMessage("Unrecognized request"))
+}
+
+// allowed lists the methods of a known path (relative to Prefix).
+func allowed(p string) string {
+	parts := strings.Split(p, "/")
+	switch {
+	case len(parts) == 1 && parts[0] == "operators":
+		return "GET, POST"
+	case len(parts) == 2 && parts[0] == "operators" && parts[1] != "":
+		return "GET"
+	case len(parts) == 3 && parts[0] == "operators" && parts[1] != "" &&
+		(parts[2] == "suspend" || parts[2] == "reactivate" || parts[2] == "revoke"):
+		return "POST"
+	}
+	return ""
+}
+
+// fail turns a registry error into a Matrix error. id is the operator the
+// request is about, for messages.
+func (a *API) fail(w http.ResponseWriter, r *http.Request, id string, err error) {
+	var ve *operators.ValidationError
+	var claimed *operators.ServerClaimedError
+	switch {
+	case errors.As(err, &ve):
+		writeErr(w, mautrix.MInvalidParam.WithMessage("%s", ve.Error()).WithExtraField("field", ve.Field))
+	case errors.As(err, &claimed):
+		writeErr(w, mautrix.MInvalidParam.WithStatus(http.StatusConflict).
+			WithMessage("server name %s already belongs to operator %s", claimed.ServerName, claimed.Owner).
+			WithExtraField("field", operators.FieldServerNames))
+	case errors.Is(err, operators.ErrExists):
+		writeErr(w, mautrix.MInvalidParam.WithStatus(http.StatusConflict).
+			WithMessage("operator %s already exists", id).WithExtraField("field", operators.FieldID))
+	case errors.Is(err, operators.ErrNotFound):
+		writeErr(w, mautrix.MNotFound.WithMessage("no operator %s", id))
+	case errors.Is(err, operators.ErrRevoked):
+		// The same code the checks give for this operator's traffic.
+		ref := &operators.Refusal{Code: operators.CodeOperatorRevoked, Subject: id, Operator: id}
+		writeErr(w, mautrix.MBadState.WithStatus(http.StatusConflict).
+			WithMessage("%s; revocation is final", ref.Error()).WithExtraField("eimis_code", string(ref.Code)))
+	default:
+		if ref, ok := operators.AsRefusal(err); ok {
+			writeErr(w, mautrix.MForbidden.WithMessage("%s", ref.Error()).WithExtraField("eimis_code", string(ref.Code)))
+			return
+		}
+		a.internal(w, r, err)
+	}
+}
+
+func (a *API) internal(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, context.Canceled) {
+		return // the client went away; nobody reads the answer
+	}
+	a.log.Error("admin request failed", "err", err, "method", r.Method, "route", r.Pattern)
+	writeErr(w, mautrix.MUnknown.WithMessage("Internal server error"))
+}
+
+// decode reads a JSON object body into v. An empty body counts as {}, so
+// "reactivate" needs none. Syntax errors are M_NOT_JSON; a body that is
+// not an object, a wrong type or an unknown field (a typo such as
+// "server_name" would otherwise be silently dropped) is M_BAD_JSON.
+func decode(w http.ResponseWriter, r *http.Request, v any) *mautrix.RespError {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			e := mautrix.MTooLarge.WithMessage("Request body larger than %d bytes", maxBodyBytes)
+			return &e
+		}
+		e := mautrix.MNotJSON.WithMessage("Could not read the request body")
+		return &e
+	}
+	body = bytes.TrimSpace(body)
+	if len(body) == 0 {
+		return nil
+	}
+	if !json.Valid(body) {
+		e := mautrix.MNotJSON.WithMessage("Request body is not JSON")
+		return &e
+	}
+	if body[0] != '{' {
+		e := mautrix.MBadJSON.WithMessage("Request body must be a JSON object")
+		return &e
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		if errors.As(err, &typeErr) && typeErr.Field != "" {
+			e := mautrix.MBadJSON.WithMessage("%s: expected %s", typeErr.Field, typeErr.Type).WithExtraField("field", typeErr.Field)
+			return &e
+		}
+		e := mautrix.MBadJSON.WithMessage("%s", strings.TrimPrefix(err.Error(), "json: "))
+		return &e
+	}
+	return nil
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeErr(w http.ResponseWriter, e mautrix.RespError) {
+	if e.StatusCode == 0 {
+		e.StatusCode = http.StatusBadRequest
+	}
+	e.Write(w)
+}
