@@ -148,3 +148,23 @@ func (a *API) roomRefusal(w http.ResponseWriter, r *http.Request, err error) boo
 }
 
 type sessionKey struct{}
+
+// AdminUser authenticates a request to the admin API: a valid access token
+// of a server admin account (eimis-hub user create --kind admin).
+func (a *API) AdminUser(r *http.Request) (string, error) {
+	tok := accessToken(r)
+	if tok == "" {
+		return "", mautrix.MMissingToken.WithMessage("Missing access token")
+	}
+	s, err := a.ids.Authenticate(r.Context(), tok)
+	if errors.Is(err, identity.ErrUnknownToken) {
+		return "", mautrix.MUnknownToken.WithMessage("Unknown access token")
+	} else if err != nil {
+		return "", err
+	}
+	if !s.Admin {
+		a.audit(r, AuditEvent{Actor: string(s.UserID), Action: "admin.access", Reason: "NOT_A_SERVER_ADMIN"})
+		return "", mautrix.MForbidden.WithMessage("%s is not a server admin", s.UserID)
+	}
+	return string(s.UserID), nil
+}

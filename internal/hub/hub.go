@@ -17,12 +17,14 @@ import (
 
 	"maunium.net/go/mautrix/id"
 
+	"github.com/eimis-hub/eimis/internal/adminapi"
 	"github.com/eimis-hub/eimis/internal/bus"
 	"github.com/eimis-hub/eimis/internal/clientapi"
 	"github.com/eimis-hub/eimis/internal/config"
 	"github.com/eimis-hub/eimis/internal/directory"
 	"github.com/eimis-hub/eimis/internal/directory/fhir"
 	"github.com/eimis-hub/eimis/internal/identity"
+	"github.com/eimis-hub/eimis/internal/operators"
 	"github.com/eimis-hub/eimis/internal/outbox"
 	"github.com/eimis-hub/eimis/internal/policy"
 	"github.com/eimis-hub/eimis/internal/psc"
@@ -53,18 +55,21 @@ func OpenStore(ctx context.Context, cfg config.Config) (store.Store, error) {
 
 // Hub is a running hub instance.
 type Hub struct {
-	Config  config.Config
-	Log     *slog.Logger
-	Store   store.Store
-	Bus     *bus.Bus
-	Rooms   *rooms.Server
-	Sync    *syncapi.API
-	IDs     *identity.Service
-	Dir     *directory.Atomic
-	Policy  *policy.Engine
-	Trust   *trust.Keeper
-	Key     signingkey.Key
-	Handler http.Handler
+	Config config.Config
+	Log    *slog.Logger
+	Store  store.Store
+	Bus    *bus.Bus
+	Rooms  *rooms.Server
+	Sync   *syncapi.API
+	IDs    *identity.Service
+	Dir    *directory.Atomic
+	Policy *policy.Engine
+	Trust  *trust.Keeper
+	// Operators is the operator allow-list bridges and federation are
+	// checked against.
+	Operators *operators.Registry
+	Key       signingkey.Key
+	Handler   http.Handler
 
 	cancel       context.CancelFunc
 	relayDone    chan struct{}
@@ -202,7 +207,17 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (h *Hub, err
 	}
 	api.SetTrust(ct)
 
+	h.Operators = operators.New(h.Store, log.With("component", "operators"))
+	if err := h.Operators.Load(ctx); err != nil {
+		return nil, fmt.Errorf("operators: %w", err)
+	}
+	h.Operators.OnChange(func(c operators.Change) {
+		log.Info("operator status", "operator", c.Operator.ID, "old", c.Old, "new", c.New, "actor", c.Actor)
+	})
+	go h.Operators.Watch(runCtx, cfg.TrustReloadInterval)
+
 	mux := api.Handler()
+	adminapi.New(h.Operators, api, log.With("component", "adminapi")).Register(mux)
 	mux.Handle("GET /metrics", metricsHandler)
 	h.Handler = clientapi.WithRequestID(clientapi.WithCORS(metrics.Middleware(func(r *http.Request) string { return r.Pattern }, mux)))
 	return h, nil
