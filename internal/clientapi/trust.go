@@ -70,15 +70,6 @@ func (a *API) audit(r *http.Request, e AuditEvent) {
 	a.trust.Audit.Record(r.Context(), e)
 }
 
-// auditRefusal records a refused request when err is a policy refusal.
-func (a *API) auditRefusal(r *http.Request, actor, action, roomID, target string, err error) {
-	ref, ok := policy.AsRefusal(err)
-	if !ok {
-		return
-	}
-	a.audit(r, AuditEvent{Actor: actor, Action: action, RoomID: roomID, Target: target, Reason: string(ref.Code)})
-}
-
 type requestIDKey struct{}
 
 var validRequestID = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,64}$`)
