@@ -7,7 +7,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/eimis-hub/eimis/internal/audit"
 	"io"
+	"log/slog"
 	"net/http"
 	_ "net/http/pprof" // served only on EIMIS_PPROF_ADDR
 	"os"
@@ -244,6 +246,17 @@ func directoryImport(args []string, stdout, stderr io.Writer) error {
 	defer st.Close()
 	rep, res, err := directory.Import(ctx, st, f, directory.ReadOptions{MaxBadRows: *maxBad})
 	printImportReport(stdout, path, rep, res)
+	e := audit.Entry{Time: time.Now(), Actor: cliActor(), Action: audit.ActionDirectoryImport, Decision: audit.Allow,
+		Reason: fmt.Sprintf("rows=%d practitioners=%d bad_rows=%d generation=%d newly_inactive=%d",
+			rep.Rows, rep.People, rep.BadRows, res.Stats.Generation, res.Inactivated)}
+	if !res.Committed {
+		e.Decision = audit.Deny
+	}
+	trail := audit.New(st, slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})), "cli")
+	if aerr := trail.Record(context.WithoutCancel(ctx), e); aerr != nil {
+		fmt.Fprintln(stderr, "warning: audit entry not recorded:", aerr)
+	}
+	trail.Close()
 	return err
 }
 

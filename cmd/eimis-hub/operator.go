@@ -6,10 +6,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/eimis-hub/eimis/internal/audit"
 	"io"
 	"os/user"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/eimis-hub/eimis/internal/adminapi"
 	"github.com/eimis-hub/eimis/internal/config"
@@ -96,7 +98,25 @@ func openRegistry(ctx context.Context, cfg config.Config, stderr io.Writer) (*op
 	if err != nil {
 		return nil, nil, err
 	}
-	return operators.New(st, log), func() { st.Close() }, nil
+	reg := operators.New(st, log)
+	// Changes made from the command line are audited here: the running
+	// hub only notices them later, without knowing who made them.
+	trail := audit.New(st, log, "cli")
+	reg.OnChange(func(c operators.Change) {
+		action := map[operators.Status]string{operators.Active: audit.ActionOperatorReactivate,
+			operators.Suspended: audit.ActionOperatorSuspend, operators.Revoked: audit.ActionOperatorRevoke}[c.New]
+		if c.Old == "" {
+			action = audit.ActionOperatorAdd
+		}
+		if action == "" {
+			return
+		}
+		if err := trail.Record(ctx, audit.Entry{Time: time.Now(), Actor: c.Actor, Action: action,
+			Target: "operator:" + c.Operator.ID, Decision: audit.Allow, Reason: c.Reason}); err != nil {
+			fmt.Fprintln(stderr, "warning: audit entry not recorded:", err)
+		}
+	})
+	return reg, func() { trail.Close(); st.Close() }, nil
 }
 
 func operatorAdd(args []string, stdout, stderr io.Writer) error {

@@ -103,6 +103,7 @@ func (a *API) logout(w http.ResponseWriter, r *http.Request, s identity.Session)
 		a.internal(w, r, err)
 		return
 	}
+	a.audit(r, AuditEvent{Actor: string(s.UserID), Action: "logout", Target: string(s.DeviceID), Allowed: true})
 	writeJSON(w, http.StatusOK, map[string]any{})
 }
 
@@ -111,6 +112,7 @@ func (a *API) logoutAll(w http.ResponseWriter, r *http.Request, s identity.Sessi
 		a.internal(w, r, err)
 		return
 	}
+	a.audit(r, AuditEvent{Actor: string(s.UserID), Action: "logout", Target: "all devices", Allowed: true})
 	writeJSON(w, http.StatusOK, map[string]any{})
 }
 

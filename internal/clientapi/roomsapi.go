@@ -12,6 +12,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/eimis-hub/eimis/internal/identity"
+	"github.com/eimis-hub/eimis/internal/policy"
 	"github.com/eimis-hub/eimis/internal/rooms"
 	"github.com/eimis-hub/eimis/internal/store"
 	"github.com/eimis-hub/eimis/internal/syncapi"
@@ -95,6 +96,19 @@ func (a *API) checkInvitee(r *http.Request, u id.UserID) *mautrix.RespError {
 	if hs != a.cfg.ServerName {
 		e := mautrix.MForbidden.WithMessage("Federation with %s is not enabled on this hub", hs)
 		return &e
+	}
+	if a.trust.Policy != nil {
+		// The trust space's answer first: "not in the directory" tells the
+		// inviter more than "no such user".
+		if ref, ok := policy.AsRefusal(a.trust.Policy.CheckUser(u)); ok {
+			actor := ""
+			if s, ok := r.Context().Value(sessionKey{}).(identity.Session); ok {
+				actor = string(s.UserID)
+			}
+			a.audit(r, AuditEvent{Actor: actor, Action: actionOf(r), RoomID: r.PathValue("roomId"), Target: string(u), Reason: string(ref.Code)})
+			e := forbidden(ref)
+			return &e
+		}
 	}
 	if _, err := a.st.GetAccount(r.Context(), lp); errors.Is(err, store.ErrNotFound) {
 		e := mautrix.MNotFound.WithMessage("User %s does not exist", u)

@@ -113,8 +113,6 @@ func (a *API) routes(mux *http.ServeMux) {
 	c("GET", "/thirdparty/protocols", a.stub(`{}`))
 	c("GET", "/publicRooms", a.static(`{"chunk":[],"total_room_count_estimate":0}`))
 	c("POST", "/publicRooms", a.stub(`{"chunk":[],"total_room_count_estimate":0}`))
-	c1("GET", "/media/config", a.stub(`{"m.upload.size":0}`))
-	mux.HandleFunc("GET /_matrix/media/v3/config", a.stub(`{"m.upload.size":0}`))
 	c1("GET", "/rooms/{roomId}/relations/{rest...}", a.stub(`{"chunk":[]}`))
 	c1("GET", "/rooms/{roomId}/threads", a.stub(`{"chunk":[]}`))
 

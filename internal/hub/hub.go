@@ -18,6 +18,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/eimis-hub/eimis/internal/adminapi"
+	"github.com/eimis-hub/eimis/internal/audit"
 	"github.com/eimis-hub/eimis/internal/bus"
 	"github.com/eimis-hub/eimis/internal/clientapi"
 	"github.com/eimis-hub/eimis/internal/config"
@@ -68,6 +69,7 @@ type Hub struct {
 	// Operators is the operator allow-list bridges and federation are
 	// checked against.
 	Operators *operators.Registry
+	Audit     *audit.Trail
 	Key       signingkey.Key
 	Handler   http.Handler
 
@@ -133,6 +135,23 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (h *Hub, err
 		func() { metrics.SyncWakeups(runCtx, 1) }); err != nil {
 		return nil, fmt.Errorf("sync API: %w", err)
 	}
+	instance, _ := os.Hostname()
+	h.Audit = audit.New(h.Store, log.With("component", "audit"), instance+" "+cfg.Listen)
+	go func() {
+		// The accepted-event stream is audited by durable consumers, so an
+		// instance that was down catches up; a bus failure is retried.
+		for runCtx.Err() == nil {
+			if err := h.Audit.ConsumeEvents(runCtx, h.Bus); err != nil && runCtx.Err() == nil {
+				log.Warn("audit consumer stopped; retrying", "err", err)
+				select {
+				case <-runCtx.Done():
+				case <-time.After(time.Second):
+				}
+			}
+		}
+	}()
+	go h.Audit.RunRetention(runCtx, cfg.AuditRetention, 0)
+
 	h.Dir = &directory.Atomic{}
 	h.Policy = policy.New(cfg.ServerName, h.Dir, cfg.Professions())
 	h.Rooms = rooms.New(h.Store, rooms.Config{
@@ -146,6 +165,18 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (h *Hub, err
 	h.Trust = trust.New(trust.Config{
 		Store: h.Store, Dir: h.Dir, Policy: h.Policy, Rooms: h.Rooms, IDs: h.IDs,
 		Log: log.With("component", "trust"), Metrics: metrics,
+		OnRemoved: func(ctx context.Context, r trust.Removal) {
+			h.record(ctx, audit.Entry{Actor: audit.ActorHub, Action: audit.ActionDirectoryDeactivate, Target: string(r.UserID),
+				Decision: audit.Deny, Reason: fmt.Sprintf("%s rooms_left=%d", r.Code, len(r.Rooms))})
+		},
+		OnSynced: func(ctx context.Context, full bool, practitioners, inactivated int, err error) {
+			e := audit.Entry{Actor: audit.ActorHub, Action: audit.ActionDirectorySync, Decision: audit.Allow,
+				Reason: fmt.Sprintf("fhir full=%v practitioners=%d inactivated=%d", full, practitioners, inactivated)}
+			if err != nil {
+				e.Decision, e.Reason = audit.Deny, "fhir sync failed"
+			}
+			h.record(ctx, e)
+		},
 	})
 	if err := h.Trust.Load(ctx); err != nil {
 		return nil, err
@@ -193,7 +224,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (h *Hub, err
 		ServerName: cfg.ServerName, PublicBaseURL: cfg.PublicBaseURL, EnableRegistration: cfg.EnableRegistration,
 	}, h.Store, h.IDs, identity.NewSharedSecretRegistrar(cfg.RegistrationSharedSecret), h.Rooms, h.Sync,
 		log.With("component", "clientapi"), map[string]clientapi.Readiness{"store": h.Store, "nats": h.Bus, "directory": h.Trust})
-	ct := clientapi.Trust{Policy: h.Policy, Search: h.searchDirectory}
+	ct := clientapi.Trust{Policy: h.Policy, Search: h.searchDirectory, Audit: auditor{h}}
 	if cfg.PSCIssuer != "" {
 		p, err := psc.New(ctx, psc.Config{
 			Issuer: cfg.PSCIssuer, ClientID: cfg.PSCClientID, ClientSecret: cfg.PSCClientSecret,
@@ -213,6 +244,18 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (h *Hub, err
 	}
 	h.Operators.OnChange(func(c operators.Change) {
 		log.Info("operator status", "operator", c.Operator.ID, "old", c.Old, "new", c.New, "actor", c.Actor)
+		action := map[operators.Status]string{operators.Active: audit.ActionOperatorReactivate,
+			operators.Suspended: audit.ActionOperatorSuspend, operators.Revoked: audit.ActionOperatorRevoke}[c.New]
+		if c.Old == "" {
+			action = audit.ActionOperatorAdd
+		}
+		if action == "" || c.Actor == "" {
+			// Changes made elsewhere (the CLI, another instance) were
+			// audited where they were made.
+			return
+		}
+		h.record(runCtx, audit.Entry{Actor: c.Actor, Action: action, Target: "operator:" + c.Operator.ID,
+			Decision: audit.Allow, Reason: c.Reason})
 	})
 	go h.Operators.Watch(runCtx, cfg.TrustReloadInterval)
 
@@ -266,6 +309,9 @@ func (h *Hub) Close() {
 	if h.cancel != nil {
 		h.cancel()
 	}
+	if h.Audit != nil {
+		h.Audit.Close()
+	}
 	if h.relayDone != nil {
 		<-h.relayDone
 	}
@@ -307,4 +353,28 @@ func (g countingGate) CheckUser(u id.UserID) error {
 		g.m.PolicyRefused(context.Background(), string(ref.Code))
 	}
 	return err
+}
+
+// record writes an audit entry; a failure is logged, not returned: the
+// decision has been taken, and the trail's own checks (verify, the
+// consumers' redelivery) cover the rest.
+func (h *Hub) record(ctx context.Context, e audit.Entry) {
+	if e.Time.IsZero() {
+		e.Time = time.Now()
+	}
+	if err := h.Audit.Record(ctx, e); err != nil {
+		h.Log.Error("audit entry not recorded", "action", e.Action, "err", err)
+	}
+}
+
+// auditor adapts the trail to the Client-Server API's decisions.
+type auditor struct{ h *Hub }
+
+func (a auditor) Record(ctx context.Context, e clientapi.AuditEvent) {
+	d := audit.Deny
+	if e.Allowed {
+		d = audit.Allow
+	}
+	a.h.record(ctx, audit.Entry{Actor: e.Actor, Action: e.Action, RoomID: e.RoomID, Target: e.Target,
+		Decision: d, Reason: e.Reason, RequestID: e.RequestID})
 }

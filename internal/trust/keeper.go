@@ -45,6 +45,8 @@ type Config struct {
 	Metrics *telemetry.Metrics
 	// OnRemoved is told about every removal (the audit trail).
 	OnRemoved func(ctx context.Context, r Removal)
+	// OnSynced is told about every FHIR sync attempt (the audit trail).
+	OnSynced func(ctx context.Context, full bool, practitioners, inactivated int, err error)
 }
 
 // Keeper is the trust space's caretaker for one hub instance.
@@ -254,6 +256,9 @@ func (k *Keeper) RunFHIR(ctx context.Context, c *fhir.Client, every, fullEvery t
 // SyncFHIR runs one sync and records its outcome.
 func (k *Keeper) SyncFHIR(ctx context.Context, c *fhir.Client, full bool) (fhir.SyncResult, error) {
 	res, err := fhir.Sync(ctx, k.cfg.Store, c, full)
+	if k.cfg.OnSynced != nil && ctx.Err() == nil {
+		k.cfg.OnSynced(ctx, res.Full, res.Practitioners, res.Inactivated, err)
+	}
 	k.stateMu.Lock()
 	if err != nil {
 		if k.fhirErr == nil {
