@@ -121,7 +121,7 @@ func TestConsumeEvents(t *testing.T) {
 	})
 
 	// Redelivery after the commit (a lost ack) must not add a row.
-	if err := trails[1].recordEvent(ctx, msgs[3]); err != nil {
+	if err := trails[1].recordEvents(ctx, msgs[3:5]); err != nil {
 		t.Fatal(err)
 	}
 	cancel()

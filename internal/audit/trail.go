@@ -112,6 +112,60 @@ func (t *Trail) Record(ctx context.Context, e Entry) error {
 	}
 }
 
+// RecordAll records entries and returns once all are committed (or the
+// first failure): they join the writer's queue together, so they share
+// one or a few transactions. The stream consumer uses it for a batch of
+// events.
+func (t *Trail) RecordAll(ctx context.Context, entries []Entry) error {
+	ps := make([]*pending, 0, len(entries))
+	for _, e := range entries {
+		if err := normalise(&e); err != nil {
+			return err
+		}
+		if e.Action == ActionAuditPurge && e.Decision == Allow {
+			return fmt.Errorf("%w: %s entries that allow are written by Purge only", ErrInvalid, ActionAuditPurge)
+		}
+		if e.Time.IsZero() {
+			e.Time = time.Now()
+		}
+		if e.Instance == "" {
+			e.Instance = t.instance
+		}
+		ps = append(ps, &pending{ctx: ctx, e: e, res: make(chan error, 1)})
+	}
+	t.mu.RLock()
+	if t.closed {
+		t.mu.RUnlock()
+		return ErrClosed
+	}
+	queued := 0
+	for _, p := range ps {
+		select {
+		case t.queue <- p:
+			queued++
+			continue
+		case <-ctx.Done():
+		}
+		break
+	}
+	t.mu.RUnlock()
+	var first error
+	for _, p := range ps[:queued] {
+		select {
+		case err := <-p.res:
+			if err != nil && first == nil {
+				first = err
+			}
+		case <-ctx.Done():
+			return fmt.Errorf("audit: record: waiting for commit: %w", ctx.Err())
+		}
+	}
+	if queued < len(ps) && first == nil {
+		first = fmt.Errorf("audit: record: %w", ctx.Err())
+	}
+	return first
+}
+
 // Close stops accepting entries, commits those already queued and waits
 // for the writer to finish. It is safe to call more than once.
 func (t *Trail) Close() {
