@@ -159,3 +159,19 @@ func (a *API) AdminUser(r *http.Request) (string, error) {
 	}
 	return string(s.UserID), nil
 }
+
+// UserID authenticates a request by its access token, for components that
+// mount their own routes (media).
+func (a *API) UserID(r *http.Request) (string, error) {
+	tok := accessToken(r)
+	if tok == "" {
+		return "", mautrix.MMissingToken.WithMessage("Missing access token")
+	}
+	s, err := a.ids.Authenticate(r.Context(), tok)
+	if errors.Is(err, identity.ErrUnknownToken) {
+		return "", mautrix.MUnknownToken.WithMessage("Unknown access token").WithExtraField("soft_logout", false)
+	} else if err != nil {
+		return "", err
+	}
+	return string(s.UserID), nil
+}

@@ -111,6 +111,10 @@ type Config struct {
 	PSCACRValues    string `yaml:"psc_acr_values"`
 	// AuditRetention is how long audit entries are kept (0: forever).
 	AuditRetention time.Duration `yaml:"audit_retention"`
+	// MediaDir holds uploaded media; Finish sets <data_dir>/media.
+	MediaDir string `yaml:"media_dir"`
+	// MediaMaxUploadBytes bounds one upload (M_TOO_LARGE above it).
+	MediaMaxUploadBytes int `yaml:"media_max_upload_bytes"`
 }
 
 // Professions returns AllowedProfessions as a list.
@@ -149,6 +153,9 @@ func Defaults() Config {
 		// Six months, the usual retention for access traces in French
 		// hospital information systems.
 		AuditRetention: 183 * 24 * time.Hour,
+		// Scanned reports and photos of wounds fit; videos do not belong
+		// in a care conversation's attachments.
+		MediaMaxUploadBytes: 50 << 20,
 	}
 }
 
@@ -164,6 +171,9 @@ func (c *Config) Finish() {
 	}
 	if c.PublicBaseURL == "" {
 		c.PublicBaseURL = deriveBaseURL(c.Listen)
+	}
+	if c.MediaDir == "" && c.DataDir != "" {
+		c.MediaDir = filepath.Join(c.DataDir, "media")
 	}
 	// A trailing slash would double up when handlers append paths.
 	c.PublicBaseURL = strings.TrimRight(c.PublicBaseURL, "/")

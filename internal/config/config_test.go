@@ -69,6 +69,8 @@ func TestDefaultsWorkWithoutConfiguration(t *testing.T) {
 		DirectoryFHIRFullInterval: 7 * 24 * time.Hour,
 		PSCACRValues:              "eidas1",
 		AuditRetention:            183 * 24 * time.Hour,
+		MediaDir:                  filepath.Join("data", "media"),
+		MediaMaxUploadBytes:       50 << 20,
 	}
 	if c != want {
 		t.Errorf("Load(\"\", nil) =\n%+v\nwant\n%+v", c, want)
@@ -117,6 +119,8 @@ func TestLoadValidFile(t *testing.T) {
 		DirectoryFHIRFullInterval: 7 * 24 * time.Hour,
 		PSCACRValues:              "eidas1",
 		AuditRetention:            183 * 24 * time.Hour,
+		MediaDir:                  "/var/lib/eimis/media",
+		MediaMaxUploadBytes:       50 << 20,
 	}
 	if c != want {
 		t.Errorf("got\n%+v\nwant\n%+v", c, want)

@@ -110,6 +110,9 @@ func (c Config) problems() Problems {
 			add("psc_client_secret: required when psc_issuer is set")
 		}
 	}
+	if c.MediaMaxUploadBytes <= 0 {
+		add("media_max_upload_bytes: must be positive (got %d)", c.MediaMaxUploadBytes)
+	}
 	if c.AuditRetention < 0 {
 		add("audit_retention: must not be negative (got %s; 0 keeps entries forever)", c.AuditRetention)
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/eimis-hub/eimis/internal/directory"
 	"github.com/eimis-hub/eimis/internal/directory/fhir"
 	"github.com/eimis-hub/eimis/internal/identity"
+	"github.com/eimis-hub/eimis/internal/media"
 	"github.com/eimis-hub/eimis/internal/operators"
 	"github.com/eimis-hub/eimis/internal/outbox"
 	"github.com/eimis-hub/eimis/internal/policy"
@@ -70,6 +71,7 @@ type Hub struct {
 	// checked against.
 	Operators *operators.Registry
 	Audit     *audit.Trail
+	Media     *media.Service
 	Key       signingkey.Key
 	Handler   http.Handler
 
@@ -259,7 +261,14 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (h *Hub, err
 	})
 	go h.Operators.Watch(runCtx, cfg.TrustReloadInterval)
 
+	mediaStore, err := media.NewDiskStore(cfg.MediaDir)
+	if err != nil {
+		return nil, fmt.Errorf("media store: %w", err)
+	}
+	h.Media = media.New(mediaStore, media.Config{ServerName: cfg.ServerName, MaxUploadBytes: int64(cfg.MediaMaxUploadBytes)}, log.With("component", "media"))
+
 	mux := api.Handler()
+	h.Media.Register(mux, api.UserID)
 	adminapi.New(h.Operators, api, log.With("component", "adminapi")).Register(mux)
 	mux.Handle("GET /metrics", metricsHandler)
 	h.Handler = clientapi.WithRequestID(clientapi.WithCORS(metrics.Middleware(func(r *http.Request) string { return r.Pattern }, mux)))
