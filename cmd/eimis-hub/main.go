@@ -50,7 +50,9 @@ Usage:
                                           sync from the Annuaire Santé FHIR API (directory_fhir_url)
   eimis-hub operator add|list|suspend|reactivate|revoke …
                                           the operator allow-list (see: eimis-hub operator)
+  eimis-hub bridge add|list|revoke …      Bridge Protocol credentials of operators' messengers (see: eimis-hub bridge)
   eimis-hub audit verify|export|purge …   the audit trail (see: eimis-hub audit)
+  eimis-hub appservice add|list|remove …  Matrix application services, e.g. mautrix bridges (see: eimis-hub appservice)
   eimis-hub version
 
 Every setting can come from a YAML file (--config, EIMIS_CONFIG), EIMIS_*
@@ -99,6 +101,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = auditMain(args[1:], stdout, stderr)
 	case "operator":
 		err = operatorMain(args[1:], stdout, stderr)
+	case "bridge":
+		err = bridgeMain(args[1:], stdout, stderr)
+	case "appservice":
+		err = appserviceMain(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "eimis-hub", buildVersion())
 		return 0

@@ -22,7 +22,15 @@ import (
 var SpecVersions = []string{"r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6"}
 
 func (a *API) versions(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{"versions": SpecVersions, "unstable_features": map[string]bool{}})
+	unstable := map[string]bool{"org.matrix.msc3916.stable": true}
+	if a.appservices != nil {
+		// MSC2659's flag for POST /_matrix/client/v1/appservice/{id}/ping
+		// on a server advertising a version older than v1.7, where it
+		// became stable: mautrix bridges check the hub -> bridge link with
+		// it at start-up.
+		unstable["fi.mau.msc2659.stable"] = true
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"versions": SpecVersions, "unstable_features": unstable})
 }
 
 func (a *API) wellKnown(w http.ResponseWriter, r *http.Request) {
@@ -50,6 +58,10 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) {
 	}
 	if req.Type == "m.login.token" && a.trust.SSO != nil {
 		a.tokenLogin(w, r, req)
+		return
+	}
+	if req.Type == string(mautrix.AuthTypeAppservice) && a.appservices != nil {
+		a.appserviceLogin(w, r, req)
 		return
 	}
 	if req.Type != "m.login.password" {
@@ -117,6 +129,9 @@ func (a *API) logoutAll(w http.ResponseWriter, r *http.Request, s identity.Sessi
 }
 
 type registerRequest struct {
+	// Type is set (at the top level, not in auth) by an appservice
+	// registering one of its users: m.login.application_service.
+	Type     string `json:"type"`
 	Username string `json:"username"`
 	Password string `json:"password"`
 	DeviceID string `json:"device_id"`
@@ -135,13 +150,23 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, MGuestAccessForbidden.WithMessage("Guest access is disabled"))
 		return
 	}
-	if !a.cfg.EnableRegistration {
-		writeErr(w, mautrix.MForbidden.WithMessage("Registration is disabled on this server"))
-		return
-	}
 	var req registerRequest
 	if e := decodeJSON(r, &req); e != nil {
+		if !a.cfg.EnableRegistration {
+			writeErr(w, mautrix.MForbidden.WithMessage("Registration is disabled on this server"))
+			return
+		}
 		writeErr(w, *e)
+		return
+	}
+	// Appservices register their users whether or not registration is
+	// open: that is how a bridge creates its puppets.
+	if req.Type == string(mautrix.AuthTypeAppservice) && a.appservices != nil {
+		a.appserviceRegister(w, r, req)
+		return
+	}
+	if !a.cfg.EnableRegistration {
+		writeErr(w, mautrix.MForbidden.WithMessage("Registration is disabled on this server"))
 		return
 	}
 	if req.Auth == nil || req.Auth.Type != "m.login.dummy" {
@@ -159,6 +184,13 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) createAndLogin(w http.ResponseWriter, r *http.Request, username, password string, admin bool, dev id.DeviceID, devName string, inhibit bool) {
+	if a.appservices != nil {
+		// An exclusive namespace is the appservice's alone (spec).
+		if asID, ok := a.appservices.Exclusive(a.ids.UserID(strings.ToLower(username))); ok {
+			writeErr(w, mautrix.MExclusive.WithMessage("This user ID is reserved by application service %s", asID))
+			return
+		}
+	}
 	userID, err := a.ids.CreateAccount(r.Context(), username, password, admin)
 	if ref, ok := policy.AsRefusal(err); ok {
 		a.audit(r, AuditEvent{Actor: string(a.ids.UserID(strings.ToLower(username))), Action: "account.create", Reason: string(ref.Code)})
@@ -191,6 +223,12 @@ func (a *API) registerAvailable(w http.ResponseWriter, r *http.Request) {
 	if err := identity.ValidateLocalpart(lp); err != nil {
 		writeErr(w, mautrix.MInvalidUsername.WithMessage("%s", err.Error()))
 		return
+	}
+	if a.appservices != nil {
+		if asID, ok := a.appservices.Exclusive(a.ids.UserID(lp)); ok {
+			writeErr(w, mautrix.MExclusive.WithMessage("This user ID is reserved by application service %s", asID))
+			return
+		}
 	}
 	if _, err := a.st.GetAccount(r.Context(), lp); err == nil {
 		writeErr(w, mautrix.MUserInUse.WithMessage("User ID already taken"))
@@ -235,8 +273,124 @@ func (a *API) sharedSecretRegister(w http.ResponseWriter, r *http.Request) {
 	a.createAndLogin(w, r, req.Username, req.Password, req.Admin, "", "", false)
 }
 
+// whoami answers for the session's user: with an as_token, the user the
+// appservice acts as (?user_id=), which has no device.
 func (a *API) whoami(w http.ResponseWriter, r *http.Request, s identity.Session) {
-	writeJSON(w, http.StatusOK, map[string]any{"user_id": s.UserID, "device_id": s.DeviceID, "is_guest": false})
+	resp := map[string]any{"user_id": s.UserID, "is_guest": false}
+	if s.DeviceID != "" {
+		resp["device_id"] = s.DeviceID
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// appserviceToken identifies the appservice calling /login or /register
+// with its as_token, writing the spec's 401 when it is not one.
+func (a *API) appserviceToken(w http.ResponseWriter, r *http.Request) (string, bool) {
+	tok := accessToken(r)
+	if tok == "" {
+		writeErr(w, mautrix.MMissingToken.WithMessage("Missing access token: an application service authenticates with its as_token"))
+		return "", false
+	}
+	asID, ok := a.appservices.Owner(tok)
+	if !ok {
+		writeErr(w, mautrix.MUnknownToken.WithMessage("Unknown application service token"))
+		return "", false
+	}
+	return asID, true
+}
+
+// appserviceRegister is POST /register with type m.login.application_service:
+// an appservice creates one of its users (a bridge's puppet or bot). The
+// trust space decides as for any account: a puppet must stand for an
+// authorised practitioner.
+func (a *API) appserviceRegister(w http.ResponseWriter, r *http.Request, req registerRequest) {
+	asID, ok := a.appserviceToken(w, r)
+	if !ok {
+		return
+	}
+	if err := identity.ValidateLocalpart(req.Username); err != nil {
+		writeErr(w, mautrix.MInvalidUsername.WithMessage("%s", err.Error()))
+		return
+	}
+	uid := a.ids.UserID(req.Username)
+	if !a.appservices.Owns(asID, uid) {
+		writeErr(w, mautrix.MExclusive.WithMessage("%s is not in the exclusive user namespaces of application service %s", uid, asID))
+		return
+	}
+	userID, err := a.ids.CreateAccount(r.Context(), req.Username, "", false)
+	if ref, ok := policy.AsRefusal(err); ok {
+		a.audit(r, AuditEvent{Actor: string(uid), Action: "account.create", Reason: string(ref.Code)})
+		writeErr(w, forbidden(ref))
+		return
+	}
+	switch {
+	case errors.Is(err, identity.ErrUserExists):
+		writeErr(w, mautrix.MUserInUse.WithMessage("User ID already taken"))
+		return
+	case err != nil:
+		a.internal(w, r, err)
+		return
+	}
+	a.audit(r, AuditEvent{Actor: string(userID), Action: "account.create", Allowed: true})
+	if req.InhibitLogin {
+		writeJSON(w, http.StatusOK, map[string]any{"user_id": userID, "home_server": a.cfg.ServerName})
+		return
+	}
+	a.startSession(w, r, req.Username, id.DeviceID(req.DeviceID), req.InitialDeviceDisplayName)
+}
+
+// appserviceLogin is m.login.application_service: an appservice obtains
+// an ordinary access token (a device) for one of its users.
+func (a *API) appserviceLogin(w http.ResponseWriter, r *http.Request, req loginRequest) {
+	asID, ok := a.appserviceToken(w, r)
+	if !ok {
+		return
+	}
+	user := req.Identifier.User
+	if user == "" {
+		user = req.User
+	}
+	uid := id.UserID(user)
+	if !strings.HasPrefix(user, "@") {
+		uid = a.ids.UserID(user)
+	}
+	lp, err := a.ids.LocalpartOf(uid)
+	if err != nil || !a.appservices.Owns(asID, uid) {
+		writeErr(w, mautrix.MForbidden.WithMessage("%s is not a user application service %s may log in", uid, asID))
+		return
+	}
+	if _, err := a.st.GetAccount(r.Context(), lp); errors.Is(err, store.ErrNotFound) {
+		writeErr(w, mautrix.MForbidden.WithMessage("%s is not registered", uid))
+		return
+	} else if err != nil {
+		a.internal(w, r, err)
+		return
+	}
+	a.admitAndStart(w, r, lp, "login", req)
+}
+
+// appservicePing is POST /_matrix/client/v1/appservice/{appserviceId}/ping:
+// the hub calls the appservice's ping endpoint, so the appservice learns
+// whether the hub can reach it.
+func (a *API) appservicePing(w http.ResponseWriter, r *http.Request, s identity.Session) {
+	asID := r.PathValue("appserviceId")
+	if a.appservices == nil || s.Appservice == "" || s.Appservice != asID {
+		writeErr(w, mautrix.MForbidden.WithMessage("Only application service %s may ping itself, with its as_token", asID))
+		return
+	}
+	var req struct {
+		TransactionID string `json:"transaction_id"`
+	}
+	if e := decodeJSON(r, &req); e != nil {
+		writeErr(w, *e)
+		return
+	}
+	took, err := a.appservices.Ping(r.Context(), asID, req.TransactionID)
+	if err != nil {
+		a.appserviceErr(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"duration_ms": took.Milliseconds()})
 }
 
 func (a *API) threepids(w http.ResponseWriter, r *http.Request, s identity.Session) {

@@ -15,8 +15,10 @@ import (
 	"time"
 
 	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/id"
 
 	"github.com/eimis-hub/eimis/internal/identity"
+	"github.com/eimis-hub/eimis/internal/policy"
 	"github.com/eimis-hub/eimis/internal/rooms"
 	"github.com/eimis-hub/eimis/internal/store"
 	"github.com/eimis-hub/eimis/internal/syncapi"
@@ -62,7 +64,33 @@ type API struct {
 	filters  map[[2]string]int
 
 	trust Trust
+
+	// appservices authenticates application services; nil when the API
+	// runs without them.
+	appservices Appservices
 }
+
+// Appservices is the Application Service API's side of authentication
+// (bridges/appservice implements it): requests made with an as_token,
+// masquerading with ?user_id=, and the namespaces appservices own.
+// Errors it returns are mautrix.RespError values or policy refusals.
+type Appservices interface {
+	// Authenticate resolves an as_token acting as userID ("" for the
+	// appservice's sender); ok is false when token is no appservice's.
+	Authenticate(ctx context.Context, token string, userID id.UserID) (s identity.Session, ok bool, err error)
+	// Owner returns the appservice whose as_token this is.
+	Owner(token string) (asID string, ok bool)
+	// Owns reports whether the appservice may register or log in u.
+	Owns(asID string, u id.UserID) bool
+	// Exclusive returns the appservice holding u exclusively, if any.
+	Exclusive(u id.UserID) (asID string, ok bool)
+	// Ping calls the appservice's ping endpoint and times the answer.
+	Ping(ctx context.Context, asID, txnID string) (time.Duration, error)
+}
+
+// SetAppservices turns on the Application Service API; call before
+// serving.
+func (a *API) SetAppservices(as Appservices) { a.appservices = as }
 
 // New builds the API. shared may be nil (shared-secret registration off).
 func New(cfg Config, st store.Store, ids *identity.Service, shared *identity.SharedSecretRegistrar,
@@ -88,6 +116,19 @@ func (a *API) auth(h authedHandler) http.HandlerFunc {
 			writeErr(w, mautrix.MMissingToken.WithMessage("Missing access token"))
 			return
 		}
+		if a.appservices != nil {
+			// An appservice acts as ?user_id= (its sender by default); the
+			// parameter means nothing with an ordinary access token.
+			s, ok, err := a.appservices.Authenticate(r.Context(), tok, id.UserID(r.URL.Query().Get("user_id")))
+			if ok {
+				if err != nil {
+					a.appserviceErr(w, r, err)
+					return
+				}
+				h(w, r.WithContext(context.WithValue(r.Context(), sessionKey{}, s)), s)
+				return
+			}
+		}
 		s, err := a.ids.Authenticate(r.Context(), tok)
 		if errors.Is(err, identity.ErrUnknownToken) {
 			writeErr(w, mautrix.MUnknownToken.WithMessage("Unknown access token").WithExtraField("soft_logout", false))
@@ -100,6 +141,22 @@ func (a *API) auth(h authedHandler) http.HandlerFunc {
 		// (the audit of a refusal).
 		h(w, r.WithContext(context.WithValue(r.Context(), sessionKey{}, s)), s)
 	}
+}
+
+// appserviceErr writes an appservice refusal: the trust space's (with its
+// code, audited), a Matrix error, or an internal error.
+func (a *API) appserviceErr(w http.ResponseWriter, r *http.Request, err error) {
+	if ref, ok := policy.AsRefusal(err); ok {
+		a.audit(r, AuditEvent{Actor: r.URL.Query().Get("user_id"), Action: "appservice.act_as", Reason: string(ref.Code)})
+		writeErr(w, forbidden(ref))
+		return
+	}
+	var re mautrix.RespError
+	if errors.As(err, &re) {
+		writeErr(w, re)
+		return
+	}
+	a.internal(w, r, err)
 }
 
 func accessToken(r *http.Request) string {

@@ -36,6 +36,7 @@ func (a *API) routes(mux *http.ServeMux) {
 	c("POST", "/register", a.register)
 	c("GET", "/register/available", a.registerAvailable)
 	c("GET", "/account/whoami", a.auth(a.whoami))
+	c1("POST", "/appservice/{appserviceId}/ping", a.auth(a.appservicePing))
 	c("GET", "/account/3pid", a.auth(a.threepids))
 	c("GET", "/capabilities", a.auth(a.capabilities))
 	c("GET", "/devices", a.auth(a.listDevices))

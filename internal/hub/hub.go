@@ -17,6 +17,8 @@ import (
 
 	"maunium.net/go/mautrix/id"
 
+	"github.com/eimis-hub/eimis/bridges/appservice"
+	"github.com/eimis-hub/eimis/bridges/gateway"
 	"github.com/eimis-hub/eimis/internal/adminapi"
 	"github.com/eimis-hub/eimis/internal/audit"
 	"github.com/eimis-hub/eimis/internal/bus"
@@ -72,8 +74,15 @@ type Hub struct {
 	Operators *operators.Registry
 	Audit     *audit.Trail
 	Media     *media.Service
-	Key       signingkey.Key
-	Handler   http.Handler
+	// Bridges is the Bridge Protocol gateway (vendors' messengers).
+	Bridges *gateway.Gateway
+	Key     signingkey.Key
+	Handler http.Handler
+
+	// Appservices is the Matrix Application Service API (bridges).
+	Appservices *appservice.Service
+
+	appservicesDone chan struct{}
 
 	cancel       context.CancelFunc
 	relayDone    chan struct{}
@@ -164,6 +173,15 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (h *Hub, err
 
 	h.IDs = identity.New(h.Store, cfg.ServerName, 0)
 	h.IDs.SetAdmission(h.Policy)
+	// Before the trust keeper: its first sweep must know the puppets.
+	h.Appservices = appservice.New(appservice.Config{ServerName: cfg.ServerName, Store: h.Store, Bus: h.Bus,
+		Policy: h.Policy, IDs: h.IDs, Log: log.With("component", "appservice"), ReloadInterval: cfg.TrustReloadInterval})
+	if err := h.Appservices.Load(ctx); err != nil {
+		return nil, err
+	}
+	h.IDs.SetAppservices(h.Appservices)
+	h.appservicesDone = make(chan struct{})
+	go func() { defer close(h.appservicesDone); h.Appservices.Run(runCtx) }()
 	h.Trust = trust.New(trust.Config{
 		Store: h.Store, Dir: h.Dir, Policy: h.Policy, Rooms: h.Rooms, IDs: h.IDs,
 		Log: log.With("component", "trust"), Metrics: metrics,
@@ -239,6 +257,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (h *Hub, err
 		ct.SSO = p
 	}
 	api.SetTrust(ct)
+	api.SetAppservices(h.Appservices)
 
 	h.Operators = operators.New(h.Store, log.With("component", "operators"))
 	if err := h.Operators.Load(ctx); err != nil {
@@ -260,6 +279,14 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (h *Hub, err
 			Decision: audit.Allow, Reason: c.Reason})
 	})
 	go h.Operators.Watch(runCtx, cfg.TrustReloadInterval)
+	if h.Bridges, err = gateway.New(gateway.Config{
+		ServerName: cfg.ServerName, Store: h.Store, Rooms: h.Rooms, Policy: h.Policy, IDs: h.IDs,
+		Operators: h.Operators, Feeds: h.Bus, Ephemeral: h.Sync, Search: h.searchDirectory,
+		Retention: cfg.NATSStreamMaxAge, Log: log.With("component", "bridges"),
+	}); err != nil {
+		return nil, fmt.Errorf("bridge gateway: %w", err)
+	}
+	h.Operators.OnChange(h.Bridges.OperatorChanged)
 
 	mediaStore, err := media.NewDiskStore(cfg.MediaDir)
 	if err != nil {
@@ -271,6 +298,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (h *Hub, err
 	h.Media.Register(mux, api.UserID)
 	adminapi.New(h.Operators, api, log.With("component", "adminapi")).Register(mux)
 	mux.Handle("GET /metrics", metricsHandler)
+	mux.Handle("GET "+gateway.Path, h.Bridges)
 	h.Handler = clientapi.WithRequestID(clientapi.WithCORS(metrics.Middleware(func(r *http.Request) string { return r.Pattern }, mux)))
 	return h, nil
 }
@@ -312,6 +340,9 @@ func (h *Hub) Serve(ctx context.Context, ln net.Listener) error {
 
 // Close stops every component, in reverse order of start.
 func (h *Hub) Close() {
+	if h.Bridges != nil {
+		h.Bridges.Close()
+	}
 	if h.Rooms != nil {
 		h.Rooms.Close()
 	}
@@ -323,6 +354,9 @@ func (h *Hub) Close() {
 	}
 	if h.relayDone != nil {
 		<-h.relayDone
+	}
+	if h.appservicesDone != nil {
+		<-h.appservicesDone
 	}
 	if h.unsubRevoked != nil {
 		h.unsubRevoked()

@@ -41,6 +41,10 @@ type Session struct {
 	UserID   id.UserID
 	DeviceID id.DeviceID
 	Admin    bool
+	// Appservice is the ID of the application service acting as UserID
+	// with its as_token (bridges/appservice), or "" for an access token.
+	// Such a session has no device: DeviceID is empty.
+	Appservice string
 }
 
 // Service is the account and session authority.
@@ -58,7 +62,21 @@ type Service struct {
 	announce func(Revocation)
 
 	admission Admission
+
+	appservices AppserviceTokens
 }
+
+// AppserviceTokens resolves application services' as_tokens
+// (bridges/appservice): ok is false for any other token.
+type AppserviceTokens interface {
+	Authenticate(ctx context.Context, token string, userID id.UserID) (s Session, ok bool, err error)
+}
+
+// SetAppservices makes Authenticate accept as_tokens, as the appservice's
+// sender: for callers that only see a token (the media repository), an
+// appservice is its sender. The Client-Server API resolves as_tokens
+// itself first, with the ?user_id= the appservice acts as.
+func (s *Service) SetAppservices(a AppserviceTokens) { s.appservices = a }
 
 // Admission is the trust space's say over accounts (the policy engine):
 // who may have one and log in, and under which name.
@@ -232,6 +250,13 @@ func (s *Service) Authenticate(ctx context.Context, token string) (Session, erro
 	s.mu.Unlock()
 	if ok && now.Before(c.expires) {
 		return c.s, nil
+	}
+	if s.appservices != nil {
+		// Never cached here: a removed appservice's token must stop
+		// working at the appservices' next reload, not a TTL later.
+		if sess, ok, err := s.appservices.Authenticate(ctx, token, ""); ok {
+			return sess, err
+		}
 	}
 	dev, err := s.store.DeviceByTokenHash(ctx, h[:])
 	if errors.Is(err, store.ErrNotFound) {

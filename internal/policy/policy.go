@@ -56,6 +56,8 @@ type Engine struct {
 	// so a deployment narrows this list rather than widening it.
 	allowed  map[string]bool
 	services atomic.Pointer[map[string]store.ServiceAccount]
+	// puppets are the appservices' user namespaces (puppets.go).
+	puppets atomic.Pointer[[]PuppetNamespace]
 }
 
 // New returns an engine for a server's local users.
@@ -135,6 +137,10 @@ func (e *Engine) SubjectOf(u id.UserID) (Subject, error) {
 	}
 	if a, ok := e.ServiceAccount(lp); ok {
 		return Subject{IDNat: a.ResponsibleIDNat, Service: &a}, nil
+	}
+	// An appservice's puppet stands for the practitioner its ID names.
+	if sub, ok, err := e.puppetSubject(u); ok {
+		return sub, err
 	}
 	return Subject{}, &Refusal{Code: NotAPractitionerID, Subject: string(u)}
 }

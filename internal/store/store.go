@@ -231,6 +231,8 @@ type Store interface {
 	AuditStore
 	OperatorStore
 	TrustStore
+	BridgeStore
+	AppserviceStore
 }
 
 // ErrImportSuperseded is returned by a DirectoryImport whose generation was
