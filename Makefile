@@ -8,7 +8,7 @@ LISTEN   ?= 127.0.0.1:8008
 SERVER   ?= localhost
 BIN      := bin
 
-.PHONY: all build run test test-short vet lint fmt bench fuzz clean
+.PHONY: all build run demo test test-short vet lint fmt bench fuzz clean
 
 all: build
 
@@ -23,6 +23,10 @@ run: build
 
 ## test: every test, PostgreSQL included (a throwaway server is started when
 ## EIMIS_TEST_POSTGRES_URL is unset)
+## demo: the hub plus two demo messengers (App A on :8101, App B on :8102)
+demo: build
+	scripts/demo.sh
+
 test: vet
 	$(GO) test -count=1 -timeout 30m ./...
 
@@ -46,6 +50,7 @@ bench:
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecodeBody -fuzztime 30s ./internal/clientapi/
 	$(GO) test -run '^$$' -fuzz FuzzBuildEvent -fuzztime 30s ./internal/rooms/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeFrame -fuzztime 30s ./bridges/gateway/
 
 clean:
 	rm -rf $(BIN)

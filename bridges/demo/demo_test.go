@@ -205,4 +205,3 @@ func TestDemoEndToEnd(t *testing.T) {
 	post(t, w.b.url+"/api/send", map[string]any{"as": bob, "room": created.RoomID, "text": "Et depuis l'app B"}, nil)
 	waitBody(t, w.a.url, alice, "Et depuis l'app B")
 }
-
