@@ -396,7 +396,11 @@ func ValidBridgeID(s string) bool { return bridgeIDRe.MatchString(s) }
 
 // tokenPrefix marks bridge tokens, so a token pasted in the wrong place
 // (an access token field, a log) is recognisable.
-const tokenPrefix = "eimisb_"
+// TokenPrefix starts every bridge token, so that the hub can tell one
+// from a Matrix access token without a database look-up.
+const TokenPrefix = "eimisb_"
+
+const tokenPrefix = TokenPrefix
 
 // NewToken returns a fresh bridge token and the hash to store.
 func NewToken() (token string, hash []byte) {

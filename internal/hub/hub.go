@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/eimis-hub/eimis/bridges/appservice"
@@ -279,23 +281,22 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (h *Hub, err
 			Decision: audit.Allow, Reason: c.Reason})
 	})
 	go h.Operators.Watch(runCtx, cfg.TrustReloadInterval)
-	if h.Bridges, err = gateway.New(gateway.Config{
-		ServerName: cfg.ServerName, Store: h.Store, Rooms: h.Rooms, Policy: h.Policy, IDs: h.IDs,
-		Operators: h.Operators, Feeds: h.Bus, Ephemeral: h.Sync, Search: h.searchDirectory,
-		Retention: cfg.NATSStreamMaxAge, Log: log.With("component", "bridges"),
-	}); err != nil {
-		return nil, fmt.Errorf("bridge gateway: %w", err)
-	}
-	h.Operators.OnChange(h.Bridges.OperatorChanged)
-
 	mediaStore, err := media.NewDiskStore(cfg.MediaDir)
 	if err != nil {
 		return nil, fmt.Errorf("media store: %w", err)
 	}
 	h.Media = media.New(mediaStore, media.Config{ServerName: cfg.ServerName, MaxUploadBytes: int64(cfg.MediaMaxUploadBytes)}, log.With("component", "media"))
+	if h.Bridges, err = gateway.New(gateway.Config{
+		ServerName: cfg.ServerName, Store: h.Store, Rooms: h.Rooms, Policy: h.Policy, IDs: h.IDs,
+		Operators: h.Operators, Feeds: h.Bus, Ephemeral: h.Sync, Search: h.searchDirectory,
+		Retention: cfg.NATSStreamMaxAge, Log: log.With("component", "bridges"), Media: bridgeMedia{h.Media},
+	}); err != nil {
+		return nil, fmt.Errorf("bridge gateway: %w", err)
+	}
+	h.Operators.OnChange(h.Bridges.OperatorChanged)
 
 	mux := api.Handler()
-	h.Media.Register(mux, api.UserID)
+	h.Media.Register(mux, h.mediaAuth(api))
 	adminapi.New(h.Operators, api, log.With("component", "adminapi")).Register(mux)
 	mux.Handle("GET /metrics", metricsHandler)
 	mux.Handle("GET "+gateway.Path, h.Bridges)
@@ -420,4 +421,32 @@ func (a auditor) Record(ctx context.Context, e clientapi.AuditEvent) {
 	}
 	a.h.record(ctx, audit.Entry{Actor: e.Actor, Action: e.Action, RoomID: e.RoomID, Target: e.Target,
 		Decision: d, Reason: e.Reason, RequestID: e.RequestID})
+}
+
+// bridgeMedia stores a bridge's `upload` in the media repository.
+type bridgeMedia struct{ m *media.Service }
+
+func (b bridgeMedia) Upload(ctx context.Context, uploader id.UserID, contentType, filename string, body io.Reader) (string, error) {
+	md, err := b.m.Upload(ctx, media.Upload{Uploader: string(uploader), ContentType: contentType, Filename: filename, Body: body})
+	if err != nil {
+		return "", err
+	}
+	return b.m.ContentURI(md.ID).String(), nil
+}
+
+// mediaAuth accepts Matrix access tokens and, for vendors' bridges, a
+// bridge token acting for one of its bound users (?user_id=), so a bridge
+// uploads large files over HTTP rather than through its socket.
+func (h *Hub) mediaAuth(api *clientapi.API) media.AuthFunc {
+	return func(r *http.Request) (string, error) {
+		tok := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if strings.HasPrefix(tok, gateway.TokenPrefix) {
+			u, err := h.Bridges.ActingUser(r.Context(), tok, r.URL.Query().Get("user_id"))
+			if err != nil {
+				return "", mautrix.MForbidden.WithMessage("%s", err.Error())
+			}
+			return string(u), nil
+		}
+		return api.UserID(r)
+	}
 }
