@@ -173,9 +173,10 @@ type Config struct {
 	// Media, when set, serves the `upload` request.
 	Media MediaUploader
 	// VerifyPSCProof, when set, makes bind require a Pro Santé Connect
-	// proof and checks it. TODO(psc): wire to internal/psc (verify an ID
-	// token for the idNat); until then bind relies on the operator's
-	// contract that its users authenticated.
+	// proof and checks it: the hub sets it (bridge_require_psc_proof) to
+	// ask the provider's userinfo who holds the access token given as
+	// proof. Unset, bind relies on the operator's contract that its users
+	// authenticated.
 	VerifyPSCProof func(ctx context.Context, idNat, proof string) error
 	// Retention is how long a disconnected bridge's backlog position is
 	// kept (the event stream's max age bounds it too). Default 7 days.

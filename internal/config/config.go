@@ -109,6 +109,9 @@ type Config struct {
 	PSCClientID     string `yaml:"psc_client_id"`
 	PSCClientSecret string `yaml:"psc_client_secret"`
 	PSCACRValues    string `yaml:"psc_acr_values"`
+	// BridgeRequirePSCProof makes a bridge's bind carry the practitioner's
+	// Pro Santé Connect access token, checked with the provider.
+	BridgeRequirePSCProof bool `yaml:"bridge_require_psc_proof"`
 	// AuditRetention is how long audit entries are kept (0: forever).
 	AuditRetention time.Duration `yaml:"audit_retention"`
 	// MediaDir holds uploaded media; Finish sets <data_dir>/media.

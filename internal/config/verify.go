@@ -113,6 +113,9 @@ func (c Config) problems() Problems {
 	if c.MediaMaxUploadBytes <= 0 {
 		add("media_max_upload_bytes: must be positive (got %d)", c.MediaMaxUploadBytes)
 	}
+	if c.BridgeRequirePSCProof && c.PSCIssuer == "" {
+		add("bridge_require_psc_proof: needs Pro Santé Connect (psc_issuer) to check the proofs")
+	}
 	if c.AuditRetention < 0 {
 		add("audit_retention: must not be negative (got %s; 0 keeps entries forever)", c.AuditRetention)
 	}

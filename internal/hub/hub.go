@@ -246,6 +246,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (h *Hub, err
 		ServerName: cfg.ServerName, PublicBaseURL: cfg.PublicBaseURL, EnableRegistration: cfg.EnableRegistration,
 	}, h.Store, h.IDs, identity.NewSharedSecretRegistrar(cfg.RegistrationSharedSecret), h.Rooms, h.Sync,
 		log.With("component", "clientapi"), map[string]clientapi.Readiness{"store": h.Store, "nats": h.Bus, "directory": h.Trust})
+	var pscProvider *psc.Provider
 	ct := clientapi.Trust{Policy: h.Policy, Search: h.searchDirectory, Audit: auditor{h}}
 	if cfg.PSCIssuer != "" {
 		p, err := psc.New(ctx, psc.Config{
@@ -257,6 +258,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (h *Hub, err
 			return nil, fmt.Errorf("pro santé connect: %w", err)
 		}
 		ct.SSO = p
+		pscProvider = p
 	}
 	api.SetTrust(ct)
 	api.SetAppservices(h.Appservices)
@@ -286,8 +288,22 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (h *Hub, err
 		return nil, fmt.Errorf("media store: %w", err)
 	}
 	h.Media = media.New(mediaStore, media.Config{ServerName: cfg.ServerName, MaxUploadBytes: int64(cfg.MediaMaxUploadBytes)}, log.With("component", "media"))
+	var verifyProof func(ctx context.Context, idNat, proof string) error
+	if cfg.BridgeRequirePSCProof {
+		verifyProof = func(ctx context.Context, idNat, proof string) error {
+			who, err := pscProvider.IdentityFromAccessToken(ctx, proof)
+			if err != nil {
+				return err
+			}
+			if who.IDNat != idNat {
+				return fmt.Errorf("the proof is for %s, not %s", who.IDNat, idNat)
+			}
+			return nil
+		}
+	}
 	if h.Bridges, err = gateway.New(gateway.Config{
-		ServerName: cfg.ServerName, Store: h.Store, Rooms: h.Rooms, Policy: h.Policy, IDs: h.IDs,
+		VerifyPSCProof: verifyProof,
+		ServerName:     cfg.ServerName, Store: h.Store, Rooms: h.Rooms, Policy: h.Policy, IDs: h.IDs,
 		Operators: h.Operators, Feeds: h.Bus, Ephemeral: h.Sync, Search: h.searchDirectory,
 		Retention: cfg.NATSStreamMaxAge, Log: log.With("component", "bridges"), Media: bridgeMedia{h.Media},
 	}); err != nil {

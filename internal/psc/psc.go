@@ -435,3 +435,16 @@ func identityFrom(raw map[string]any) (*Identity, error) {
 	}
 	return id, nil
 }
+
+// IdentityFromAccessToken asks the provider's userinfo endpoint who holds
+// accessToken. A vendor's app that logged its user in with Pro Santé
+// Connect hands its access token to the hub as proof, when binding the
+// user to its bridge, that the practitioner did authenticate just now.
+func (p *Provider) IdentityFromAccessToken(ctx context.Context, accessToken string) (*Identity, error) {
+	ctx = oidc.ClientContext(ctx, p.client)
+	raw, err := p.userinfo(ctx, accessToken)
+	if err != nil {
+		return nil, err
+	}
+	return identityFrom(raw)
+}

@@ -535,3 +535,14 @@ func writeJSONStatus(w http.ResponseWriter, status int, v any) {
 func oauthError(w http.ResponseWriter, code string) {
 	writeJSONStatus(w, http.StatusBadRequest, map[string]string{"error": code})
 }
+
+// IssueAccessToken returns a valid access token for the current claims, as
+// a vendor's app holds after its own Pro Santé Connect login; the hub may
+// ask for it as a proof at bridge bind.
+func (p *Provider) IssueAccessToken() string {
+	at := rand.Text()
+	p.mu.Lock()
+	p.access[at] = true
+	p.mu.Unlock()
+	return at
+}
