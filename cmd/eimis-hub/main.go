@@ -22,6 +22,7 @@ import (
 	"github.com/eimis-hub/eimis/internal/directory"
 	"github.com/eimis-hub/eimis/internal/hub"
 	"github.com/eimis-hub/eimis/internal/signingkey"
+	"github.com/eimis-hub/eimis/internal/store"
 	"github.com/eimis-hub/eimis/internal/telemetry"
 )
 
@@ -137,6 +138,18 @@ func buildVersion() string {
 		}
 	}
 	return version
+}
+
+// openStore parses a command's flags (the settings' included) and opens
+// the configured store: what every command working on the database does
+// first.
+func openStore(fs *flag.FlagSet, args []string, stderr io.Writer) (config.Config, store.Store, error) {
+	cfg, err := loadConfig(fs, args, stderr)
+	if err != nil {
+		return cfg, nil, err
+	}
+	st, err := hub.OpenStore(context.Background(), cfg)
+	return cfg, st, err
 }
 
 func loadConfig(fs *flag.FlagSet, args []string, stderr io.Writer) (config.Config, error) {
@@ -291,16 +304,12 @@ func printImportReport(w io.Writer, path string, rep directory.Report, res direc
 
 func directoryStats(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("eimis-hub directory stats", flag.ContinueOnError)
-	cfg, err := loadConfig(fs, args, stderr)
-	if err != nil {
-		return err
-	}
-	ctx := context.Background()
-	st, err := hub.OpenStore(ctx, cfg)
+	_, st, err := openStore(fs, args, stderr)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	ctx := context.Background()
 	s, err := st.DirectoryStats(ctx)
 	if err != nil {
 		return err

@@ -138,16 +138,12 @@ const sampleRetired = "810000000314"
 
 func sample(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("eimis-hub sample", flag.ContinueOnError)
-	cfg, err := loadConfig(fs, args, stderr)
-	if err != nil {
-		return err
-	}
-	ctx := context.Background()
-	st, err := hub.OpenStore(ctx, cfg)
+	cfg, st, err := openStore(fs, args, stderr)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	ctx := context.Background()
 	stats, err := st.DirectoryStats(ctx)
 	if err != nil {
 		return err

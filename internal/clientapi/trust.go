@@ -143,14 +143,8 @@ type sessionKey struct{}
 // AdminUser authenticates a request to the admin API: a valid access token
 // of a server admin account (eimis-hub user create --kind admin).
 func (a *API) AdminUser(r *http.Request) (string, error) {
-	tok := accessToken(r)
-	if tok == "" {
-		return "", mautrix.MMissingToken.WithMessage("Missing access token")
-	}
-	s, err := a.ids.Authenticate(r.Context(), tok)
-	if errors.Is(err, identity.ErrUnknownToken) {
-		return "", mautrix.MUnknownToken.WithMessage("Unknown access token")
-	} else if err != nil {
+	s, err := a.session(r)
+	if err != nil {
 		return "", err
 	}
 	if !s.Admin {
@@ -163,15 +157,23 @@ func (a *API) AdminUser(r *http.Request) (string, error) {
 // UserID authenticates a request by its access token, for components that
 // mount their own routes (media).
 func (a *API) UserID(r *http.Request) (string, error) {
-	tok := accessToken(r)
-	if tok == "" {
-		return "", mautrix.MMissingToken.WithMessage("Missing access token")
-	}
-	s, err := a.ids.Authenticate(r.Context(), tok)
-	if errors.Is(err, identity.ErrUnknownToken) {
-		return "", mautrix.MUnknownToken.WithMessage("Unknown access token").WithExtraField("soft_logout", false)
-	} else if err != nil {
+	s, err := a.session(r)
+	if err != nil {
 		return "", err
 	}
 	return string(s.UserID), nil
+}
+
+// session authenticates r's access token, answering with the Matrix
+// errors the spec gives for a missing or unknown token.
+func (a *API) session(r *http.Request) (identity.Session, error) {
+	tok := accessToken(r)
+	if tok == "" {
+		return identity.Session{}, mautrix.MMissingToken.WithMessage("Missing access token")
+	}
+	s, err := a.ids.Authenticate(r.Context(), tok)
+	if errors.Is(err, identity.ErrUnknownToken) {
+		return identity.Session{}, mautrix.MUnknownToken.WithMessage("Unknown access token").WithExtraField("soft_logout", false)
+	}
+	return s, err
 }

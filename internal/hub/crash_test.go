@@ -3,10 +3,6 @@ package hub_test
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha1"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -104,32 +100,13 @@ func startProc(t *testing.T, args []string, addr string) *hubProc {
 // sharedSecretUser registers through the Synapse-compatible admin API.
 func sharedSecretUser(t *testing.T, url, secret, name string) *mautrix.Client {
 	t.Helper()
-	user := hubtest.Localpart(name)
-	resp, err := http.Get(url + "/_synapse/admin/v1/register")
-	if err != nil {
-		t.Fatal(err)
+	status, out := registerShared(t, url, secret, hubtest.Localpart(name))
+	uid, _ := out["user_id"].(string)
+	tok, _ := out["access_token"].(string)
+	if status != 200 || uid == "" || tok == "" {
+		t.Fatalf("shared-secret register %s: %d %v", name, status, out)
 	}
-	var n struct {
-		Nonce string `json:"nonce"`
-	}
-	_ = json.NewDecoder(resp.Body).Decode(&n)
-	resp.Body.Close()
-	m := hmac.New(sha1.New, []byte(secret))
-	m.Write([]byte(n.Nonce + "\x00" + user + "\x00pw\x00notadmin"))
-	body, _ := json.Marshal(map[string]any{"nonce": n.Nonce, "username": user, "password": "pw", "admin": false, "mac": hex.EncodeToString(m.Sum(nil))})
-	resp, err = http.Post(url+"/_synapse/admin/v1/register", "application/json", bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var out struct {
-		UserID      id.UserID `json:"user_id"`
-		AccessToken string    `json:"access_token"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != 200 {
-		t.Fatalf("shared-secret register %s: %d %v", user, resp.StatusCode, err)
-	}
-	cli, _ := mautrix.NewClient(url, out.UserID, out.AccessToken)
+	cli, _ := mautrix.NewClient(url, id.UserID(uid), tok)
 	cli.Client = &http.Client{Timeout: 30 * time.Second}
 	return cli
 }
