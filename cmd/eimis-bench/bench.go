@@ -36,6 +36,7 @@ type config struct {
 	seed             uint64
 	ramp             []float64
 	rampP99          time.Duration
+	bridge           bridgeConfig
 }
 
 type bench struct {

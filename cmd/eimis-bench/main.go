@@ -85,7 +85,6 @@ Exit status: 0 all accepted messages delivered exactly once to every member;
 1 some were lost or duplicated (the sender's own echo included); 2 bad
 flags; 3 setup failed (registration, rooms, initial sync).
 
-Flags (written -flag or --flag):
 `
 
 func main() {
@@ -149,10 +148,12 @@ func parseFlags(args []string, stdout, stderr io.Writer) (config, int, bool) {
 	fs.Uint64Var(&seed, "seed", 0, "seed for choosing senders (0 = random); the same seed picks the same senders")
 	fs.StringVar(&ramp, "ramp", "", "comma-separated open-loop rates run as successive steps (overriding --rate), each for --warmup + --duration/--messages on the same users and rooms, stopping at the first step that does not meet --ramp-p99")
 	fs.DurationVar(&cfg.rampP99, "ramp-p99", time.Second, "ramp objective: send and delivery p99 at most this, no failed sends, accepted rate >= 95% of target")
+	var bridgeTokens string
+	addBridgeFlags(fs, &cfg.bridge, &bridgeTokens)
 	fs.Usage = func() {}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stdout, usageHeader)
+			fmt.Fprint(stdout, usageHeader, bridgeUsage, "\nFlags (written -flag or --flag):\n")
 			fs.SetOutput(stdout)
 			fs.PrintDefaults()
 			return cfg, exitOK, false
@@ -206,6 +207,12 @@ func parseFlags(args []string, stdout, stderr io.Writer) (config, int, bool) {
 	if cfg.seed == 0 {
 		cfg.seed = randomSeed()
 	}
+	if msg := checkBridgeFlags(&cfg, bridgeTokens); msg != "" {
+		return fail("%s", msg)
+	}
+	if cfg.bridge.mode == "bridge" {
+		return cfg, 0, true // --users and --members do not apply
+	}
 	if _, err := buildTopology(cfg.users, cfg.rooms, cfg.members); err != nil {
 		return fail("%v", err)
 	}
@@ -216,6 +223,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cfg, code, ok := parseFlags(args, stdout, stderr)
 	if !ok {
 		return code
+	}
+	if cfg.bridge.mode == "bridge" {
+		return runBridge(ctx, cfg, stdout, stderr)
 	}
 	var log io.Writer = stderr
 	if cfg.quiet {
