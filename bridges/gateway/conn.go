@@ -417,7 +417,11 @@ func (c *conn) establish(ctx context.Context, h helloFrame) bool {
 		ServerName: c.g.cfg.ServerName, Users: boundIDs, Cursor: strconv.FormatUint(feed.AckFloor, 10), Resumed: feed.Resumed,
 		Limits: limits{
 			MaxFrameBytes: c.lim.MaxFrameBytes, MaxUnacked: c.lim.MaxUnacked,
-			MaxInflightRequests: c.lim.Workers * (c.lim.WorkerQueue + 1),
+			// Half the queues' room: requests are spread over workers by
+			// room, unevenly, and a full queue stops this connection's reads
+			// (acks included); a client keeping to this bound (the SDK
+			// does) almost never fills one.
+			MaxInflightRequests: max(1, c.lim.Workers*c.lim.WorkerQueue/2),
 		},
 	}))
 	for _, r := range revoked {

@@ -150,7 +150,7 @@ func (l *Limits) defaults() {
 	def(&l.SendQueue, 256)
 	def(&l.MaxUnacked, 512)
 	def(&l.Workers, 8)
-	def(&l.WorkerQueue, 16)
+	def(&l.WorkerQueue, 32)
 	defD(&l.StallTimeout, time.Minute)
 	defD(&l.WriteTimeout, 15*time.Second)
 	defD(&l.HandshakeTimeout, 10*time.Second)

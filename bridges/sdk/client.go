@@ -271,6 +271,10 @@ type session struct {
 
 	pmu     sync.Mutex
 	pending map[string]chan reply
+	// slots bounds requests in flight to the hub's max_inflight_requests:
+	// more would only queue in the hub, where a full queue stops it
+	// reading this socket, acknowledgements included.
+	slots chan struct{}
 
 	done    chan struct{}
 	endOnce sync.Once
@@ -332,6 +336,9 @@ func (c *Client) connectOnce(ctx context.Context) (established bool, err error) 
 		return false, err
 	}
 	s.welcome = w
+	if n := w.Limits.MaxInflightRequests; n > 0 {
+		s.slots = make(chan struct{}, n)
+	}
 	c.log.Info("bridge connected", "bridge", w.BridgeID, "users", len(w.Users), "resumed", w.Resumed, "cursor", w.Cursor)
 
 	extend := func() { _ = ws.SetReadDeadline(time.Now().Add(readTimeout)) }
@@ -604,6 +611,16 @@ func (c *Client) doOnce(ctx context.Context, req map[string]any, out any) error 
 	s, err := c.session(ctx)
 	if err != nil {
 		return err
+	}
+	if s.slots != nil {
+		select {
+		case s.slots <- struct{}{}:
+			defer func() { <-s.slots }()
+		case <-s.done:
+			return ErrDisconnected
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 	rid := strconv.FormatUint(c.nextID.Add(1), 36)
 	req["id"] = rid
