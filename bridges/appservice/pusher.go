@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tidwall/gjson"
@@ -114,7 +116,16 @@ func (s *Service) serve(ctx context.Context, e *entry, log *slog.Logger) {
 	log.Info("pushing to appservice", "url", e.URL)
 	lctx, cancel := context.WithCancel(ctx)
 	p := &pusher{s: s, e: e, log: log, wake: make(chan struct{}, 1), inRoom: map[string]bool{}, aliases: map[string][]string{}}
-	done := make(chan struct{}, 2)
+	done := make(chan struct{}, 3)
+	waits := 2
+	if e.ReceiveEphemeral {
+		waits++
+		ephDone := s.startEphemeral(lctx, p)
+		go func() {
+			<-ephDone
+			done <- struct{}{}
+		}()
+	}
 	go func() {
 		defer func() { done <- struct{}{} }()
 		if err := s.cfg.Bus.Consume(lctx, durableName(e.ID), "", p.handle); err != nil && lctx.Err() == nil {
@@ -149,8 +160,9 @@ renew:
 	}
 	t.Stop()
 	cancel()
-	<-done
-	<-done
+	for range waits {
+		<-done
+	}
 	rctx, rcancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer rcancel()
 	if err := s.cfg.Store.ReleaseAppserviceLease(rctx, e.ID, s.owner); err != nil {
@@ -171,6 +183,13 @@ type pusher struct {
 	inRoom map[string]bool
 	// aliases caches each room's canonical aliases (alias namespaces).
 	aliases map[string][]string
+
+	// Ephemeral events (ephemeral.go), when the appservice asked for
+	// them: signals in, events held for the next transaction.
+	ephIn      chan ephSignal
+	ephMu      sync.Mutex
+	ephPending []ephEvent
+	ephDropped atomic.Int64
 }
 
 // handle queues an event if the appservice is interested. It returns an
@@ -278,9 +297,13 @@ func (p *pusher) roomAliases(ctx context.Context, roomID string) ([]string, erro
 	return out, nil
 }
 
-// txnBody is PUT /_matrix/app/v1/transactions/{txnId}'s body.
+// txnBody is PUT /_matrix/app/v1/transactions/{txnId}'s body. Ephemeral
+// events go under their stable name (spec v1.13) and the MSC2409 one,
+// which older appservices read.
 type txnBody struct {
-	Events []rooms.ClientEvent `json:"events"`
+	Events           []rooms.ClientEvent `json:"events"`
+	Ephemeral        []json.RawMessage   `json:"ephemeral,omitempty"`
+	MSC2409Ephemeral []json.RawMessage   `json:"de.sorunome.msc2409.ephemeral,omitempty"`
 }
 
 // push sends the pending transaction, if any, then builds the next one
@@ -303,7 +326,7 @@ func (p *pusher) push(ctx context.Context) {
 			p.pause(ctx, "read queue", err)
 			continue
 		}
-		if len(ids) == 0 {
+		if len(ids) == 0 && !p.hasEphemeral() {
 			if time.Since(lastPrune) > pruneEvery {
 				if _, err := st.PruneAppserviceQueue(ctx, p.e.ID, time.Now().Add(-queueRetention)); err != nil && ctx.Err() == nil {
 					p.log.Warn("prune appservice queue", "err", err)
@@ -317,9 +340,19 @@ func (p *pusher) push(ctx context.Context) {
 			}
 			continue
 		}
-		body, err := p.build(ctx, ids)
+		next, err := p.build(ctx, ids)
 		if err != nil {
 			p.pause(ctx, "build transaction", err)
+			continue
+		}
+		next.Ephemeral = p.takeEphemeral()
+		next.MSC2409Ephemeral = next.Ephemeral
+		if len(next.Events) == 0 && len(next.Ephemeral) == 0 {
+			continue
+		}
+		body, err := json.Marshal(next)
+		if err != nil {
+			p.pause(ctx, "encode transaction", err)
 			continue
 		}
 		if _, err := st.CreateAppserviceTxn(ctx, p.e.ID, ids, body, time.Now()); err != nil {
@@ -329,10 +362,13 @@ func (p *pusher) push(ctx context.Context) {
 }
 
 // build makes a transaction body from queued event IDs, in queue order.
-func (p *pusher) build(ctx context.Context, ids []string) (json.RawMessage, error) {
+func (p *pusher) build(ctx context.Context, ids []string) (txnBody, error) {
+	if len(ids) == 0 {
+		return txnBody{Events: []rooms.ClientEvent{}}, nil
+	}
 	evs, err := p.s.cfg.Store.EventsByID(ctx, ids)
 	if err != nil {
-		return nil, err
+		return txnBody{}, err
 	}
 	byID := make(map[string]store.Event, len(evs))
 	for _, e := range evs {
@@ -346,11 +382,11 @@ func (p *pusher) build(ctx context.Context, ids []string) (json.RawMessage, erro
 		}
 		ce, err := rooms.ToClientEvent(e, true)
 		if err != nil {
-			return nil, err
+			return txnBody{}, err
 		}
 		body.Events = append(body.Events, ce)
 	}
-	return json.Marshal(body)
+	return body, nil
 }
 
 // send delivers one transaction, retrying until the appservice accepts it

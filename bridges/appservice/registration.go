@@ -106,9 +106,7 @@ func ParseRegistration(data []byte) (*Registration, []string, error) {
 			}
 		case "receive_ephemeral", "de.sorunome.msc2409.push_ephemeral":
 			var b bool
-			if err = val.Decode(&b); err == nil && b && !reg.ReceiveEphemeral {
-				notes = append(notes, key+": typing notifications and receipts are not pushed by this hub yet (events are)")
-			}
+			err = val.Decode(&b)
 			reg.ReceiveEphemeral = reg.ReceiveEphemeral || b
 		case "namespaces":
 			var nerrs []error

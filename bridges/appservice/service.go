@@ -55,6 +55,11 @@ type Service struct {
 	runMu   sync.Mutex
 	runCtx  context.Context
 	runners map[string]*runner
+
+	// eph are the pushers of this instance taking ephemeral events, by
+	// appservice ID.
+	ephMu sync.Mutex
+	eph   map[string]*pusher
 }
 
 type entry struct {
@@ -75,7 +80,7 @@ func New(cfg Config) *Service {
 	if cfg.ReloadInterval <= 0 {
 		cfg.ReloadInterval = 10 * time.Second
 	}
-	s := &Service{cfg: cfg, owner: identity.RandomString(16), registered: map[id.UserID]bool{}, runners: map[string]*runner{}}
+	s := &Service{cfg: cfg, owner: identity.RandomString(16), registered: map[id.UserID]bool{}, runners: map[string]*runner{}, eph: map[string]*pusher{}}
 	s.snap.Store(&snapshot{byID: map[string]*entry{}, byToken: map[[32]byte]*entry{}})
 	return s
 }

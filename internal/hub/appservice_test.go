@@ -396,6 +396,9 @@ type fakeAS struct {
 	tries    []fakeAttempt
 	seen     map[string]bool
 	accepted []json.RawMessage
+	// ephemeral and unstable are the accepted transactions' ephemeral
+	// and de.sorunome.msc2409.ephemeral events.
+	ephemeral, unstable []json.RawMessage
 }
 
 // checkOnce fails if an event was delivered in two transactions.
@@ -434,12 +437,16 @@ func newFakeAS(failures int) *fakeAS {
 			return
 		}
 		var txn struct {
-			Events []json.RawMessage `json:"events"`
+			Events    []json.RawMessage `json:"events"`
+			Ephemeral []json.RawMessage `json:"ephemeral"`
+			Unstable  []json.RawMessage `json:"de.sorunome.msc2409.ephemeral"`
 		}
 		_ = json.Unmarshal(body, &txn)
 		if !f.seen[txnID] { // a transaction resent after it was accepted is skipped, as the spec asks
 			f.seen[txnID] = true
 			f.accepted = append(f.accepted, txn.Events...)
+			f.ephemeral = append(f.ephemeral, txn.Ephemeral...)
+			f.unstable = append(f.unstable, txn.Unstable...)
 		}
 		_, _ = w.Write([]byte("{}"))
 	}))

@@ -182,6 +182,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (h *Hub, err
 		return nil, err
 	}
 	h.IDs.SetAppservices(h.Appservices)
+	h.Sync.Notifier().SetEphemeralHooks(h.Appservices.TypingChanged, h.Appservices.RoomChanged)
 	h.appservicesDone = make(chan struct{})
 	go func() { defer close(h.appservicesDone); h.Appservices.Run(runCtx) }()
 	h.Trust = trust.New(trust.Config{

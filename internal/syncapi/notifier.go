@@ -29,6 +29,33 @@ type Notifier struct {
 	localPos int
 	log      *slog.Logger
 	onWake   func()
+
+	// Ephemeral hooks (appservices): called with mu held, so they must
+	// not block nor call back into the notifier.
+	onTypingChange func(room string, users []string)
+	onRoomWake     func(room string)
+}
+
+// SetEphemeralHooks has typing be reported, on every change of a room's
+// typing users (their new sorted list), and room wakes (a change to a room
+// that is not an event: receipts) by room ID.
+func (n *Notifier) SetEphemeralHooks(typing func(room string, users []string), roomWake func(room string)) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.onTypingChange, n.onRoomWake = typing, roomWake
+}
+
+// typingChangedLocked reports a change of room's typing users to the hook.
+func (n *Notifier) typingChangedLocked(room string, rt *roomTyping) {
+	if n.onTypingChange == nil {
+		return
+	}
+	users := make([]string, 0, len(rt.users))
+	for u := range rt.users {
+		users = append(users, u)
+	}
+	sort.Strings(users)
+	n.onTypingChange(room, users)
 }
 
 type waiter struct {
@@ -169,6 +196,9 @@ func (n *Notifier) OnWake(data []byte) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.wakeLocked(m.Room, m.User)
+	if m.Room != "" && n.onRoomWake != nil {
+		n.onRoomWake(m.Room)
+	}
 }
 
 // typingMsg is a typing change on the wire between instances.
@@ -208,6 +238,7 @@ func (n *Notifier) OnTyping(data []byte) {
 	n.typingSerial++
 	rt.serial = n.typingSerial
 	n.wakeLocked(m.Room, "")
+	n.typingChangedLocked(m.Room, rt)
 }
 
 // ExpireTyping drops typing entries past their timeout.
@@ -226,6 +257,7 @@ func (n *Notifier) ExpireTyping(now time.Time) {
 			n.typingSerial++
 			rt.serial = n.typingSerial
 			n.wakeLocked(room, "")
+			n.typingChangedLocked(room, rt)
 		}
 		if len(rt.users) == 0 && !changed {
 			delete(n.typing, room)
