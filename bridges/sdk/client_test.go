@@ -133,14 +133,14 @@ func TestEventsAcknowledgedAfterHandler(t *testing.T) {
 			}
 			return nil
 		}})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	if _, err := c.SendText(ctx, "810000000017", "!r:hub.example", "t1", "one"); err != nil {
 		t.Fatal(err)
 	}
 	// The first delivery failed (not acked, connection dropped); the
 	// fake hub does not redeliver, so the next event is acked normally.
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	for {
 		if _, err := c.SendText(ctx, "810000000017", "!r:hub.example", "t2", "two"); err == nil {
 			break
@@ -149,6 +149,8 @@ func TestEventsAcknowledgedAfterHandler(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	// A generous bound: the whole suite may be loading the machine.
+	deadline = time.Now().Add(30 * time.Second)
 	for {
 		hub.mu.Lock()
 		acked := strings.Join(hub.acked, ",")
