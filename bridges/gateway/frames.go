@@ -187,3 +187,9 @@ type practitioner struct {
 	// Matrix client of theirs is connected, or was).
 	Reachable bool `json:"reachable"`
 }
+
+// user names the bound user a request acts for (decodeActing).
+func (r createRoomReq) user() string { return r.User }
+func (r roomReq) user() string       { return r.User }
+func (r sendReq) user() string       { return r.User }
+func (r uploadReq) user() string     { return r.User }

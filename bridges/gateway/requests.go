@@ -77,6 +77,17 @@ func decodeReq[T any](f Frame) (T, *Error) {
 	return v, nil
 }
 
+// decodeActing decodes a request made for one of the bridge's users and
+// checks the bridge binds that user: the start of most requests.
+func decodeActing[T interface{ user() string }](c *conn, f Frame) (T, id.UserID, *Error) {
+	r, e := decodeReq[T](f)
+	if e != nil {
+		return r, "", e
+	}
+	u, e := c.actor(r.user(), "/user")
+	return r, u, e
+}
+
 // localUser turns an idNat or a user ID into this hub's user ID.
 func (g *Gateway) localUser(s, field string) (id.UserID, *Error) {
 	if !strings.HasPrefix(s, "@") {
@@ -244,11 +255,7 @@ func (c *conn) unbind(ctx context.Context, f Frame) (any, *Error) {
 }
 
 func (c *conn) createRoom(ctx context.Context, f Frame) (any, *Error) {
-	r, e := decodeReq[createRoomReq](f)
-	if e != nil {
-		return nil, e
-	}
-	creator, e := c.actor(r.User, "/user")
+	r, creator, e := decodeActing[createRoomReq](c, f)
 	if e != nil {
 		return nil, e
 	}
@@ -286,11 +293,7 @@ func (c *conn) createRoom(ctx context.Context, f Frame) (any, *Error) {
 }
 
 func (c *conn) roomInfo(ctx context.Context, f Frame) (any, *Error) {
-	r, e := decodeReq[roomReq](f)
-	if e != nil {
-		return nil, e
-	}
-	u, e := c.actor(r.User, "/user")
+	r, u, e := decodeActing[roomReq](c, f)
 	if e != nil {
 		return nil, e
 	}
@@ -344,11 +347,7 @@ func (c *conn) mustBeIn(ctx context.Context, roomID string, u id.UserID, ok func
 }
 
 func (c *conn) membership(ctx context.Context, f Frame) (any, *Error) {
-	r, e := decodeReq[roomReq](f)
-	if e != nil {
-		return nil, e
-	}
-	u, e := c.actor(r.User, "/user")
+	r, u, e := decodeActing[roomReq](c, f)
 	if e != nil {
 		return nil, e
 	}
@@ -394,11 +393,7 @@ func (c *conn) membership(ctx context.Context, f Frame) (any, *Error) {
 }
 
 func (c *conn) sendMessage(ctx context.Context, f Frame) (any, *Error) {
-	r, e := decodeReq[sendReq](f)
-	if e != nil {
-		return nil, e
-	}
-	u, e := c.actor(r.User, "/user")
+	r, u, e := decodeActing[sendReq](c, f)
 	if e != nil {
 		return nil, e
 	}
@@ -481,11 +476,7 @@ func (c *conn) ownMessage(ctx context.Context, roomID, eventID string, u id.User
 }
 
 func (c *conn) readReceipt(ctx context.Context, f Frame) (any, *Error) {
-	r, e := decodeReq[roomReq](f)
-	if e != nil {
-		return nil, e
-	}
-	u, e := c.actor(r.User, "/user")
+	r, u, e := decodeActing[roomReq](c, f)
 	if e != nil {
 		return nil, e
 	}
@@ -508,11 +499,7 @@ func (c *conn) readReceipt(ctx context.Context, f Frame) (any, *Error) {
 }
 
 func (c *conn) typing(ctx context.Context, f Frame) (any, *Error) {
-	r, e := decodeReq[roomReq](f)
-	if e != nil {
-		return nil, e
-	}
-	u, e := c.actor(r.User, "/user")
+	r, u, e := decodeActing[roomReq](c, f)
 	if e != nil {
 		return nil, e
 	}
@@ -569,11 +556,7 @@ func (c *conn) search(ctx context.Context, f Frame) (any, *Error) {
 }
 
 func (c *conn) upload(ctx context.Context, f Frame) (any, *Error) {
-	r, e := decodeReq[uploadReq](f)
-	if e != nil {
-		return nil, e
-	}
-	u, e := c.actor(r.User, "/user")
+	r, u, e := decodeActing[uploadReq](c, f)
 	if e != nil {
 		return nil, e
 	}

@@ -204,27 +204,15 @@ func (b *bench) phase(ctx context.Context, run string, rate float64) *Report {
 	deliveries, delivery, echo := tr.tally()
 	window := stats.lastDone - p.warmupEnd
 	rep := &Report{
-		Run:         run,
-		Homeserver:  b.cfg.hs,
-		Server:      b.server,
-		Interrupted: ctx.Err() != nil,
-		TargetRate:  rate,
-		Users:       b.cfg.users,
-		Rooms:       b.cfg.rooms,
-		ActiveRooms: b.activeRooms,
-		Members:     b.cfg.members,
-		WarmupS:     b.cfg.warmup.Seconds(),
-		WindowS:     max(window, 0).Seconds(),
-		DrainS:      drained.Seconds(),
-		Sends: SendReport{
-			Attempted:       stats.attempted,
-			Accepted:        stats.accepted,
-			Failed:          stats.attempted - stats.accepted,
-			FailedByStatus:  stats.failedByStatus,
-			WarmupAttempted: stats.warmAttempted,
-			WarmupAccepted:  stats.warmAccepted,
-		},
-		SendLatency:     summarize(stats.latency),
+		Run:             run,
+		Homeserver:      b.cfg.hs,
+		Server:          b.server,
+		Interrupted:     ctx.Err() != nil,
+		LoadResult:      loadResult(stats, rate, b.cfg.concurrency, b.cfg.maxInflight, b.cfg.warmup, window, drained),
+		Users:           b.cfg.users,
+		Rooms:           b.cfg.rooms,
+		ActiveRooms:     b.activeRooms,
+		Members:         b.cfg.members,
 		DeliveryLatency: summarize(delivery),
 		EchoLatency:     summarize(echo),
 		Deliveries:      deliveries,
@@ -232,18 +220,6 @@ func (b *bench) phase(ctx context.Context, run string, rate float64) *Report {
 		HTTP:            describeTransport(b.transport, b.cfg.requestTimeout),
 	}
 	rep.Sync.Loops = len(b.loops)
-	if rate > 0 {
-		rep.Mode = "open-loop"
-		rep.Concurrency = b.cfg.maxInflight
-		lag := summarize(stats.lag)
-		rep.StartLag = &lag
-	} else {
-		rep.Mode = "closed-loop"
-		rep.Concurrency = b.cfg.concurrency
-	}
-	if window > 0 {
-		rep.AcceptedPerSec = float64(stats.accepted) / window.Seconds()
-	}
 	rep.OK = deliveries.Lost == 0 && deliveries.Duplicated == 0 &&
 		deliveries.EchoLost == 0 && deliveries.EchoDuplicated == 0
 	return rep

@@ -116,25 +116,15 @@ func practitioner(serial int) string {
 
 // BridgeReport is one bridge load phase's result.
 type BridgeReport struct {
-	Run         string  `json:"run"`
-	Hub         string  `json:"hub"`
-	Path        string  `json:"path"` // "bridge A -> hub -> bridge B"
-	Interrupted bool    `json:"interrupted,omitempty"`
-	Mode        string  `json:"mode"`
-	TargetRate  float64 `json:"target_rate,omitempty"`
-	Concurrency int     `json:"concurrency"`
-	Rooms       int     `json:"rooms"`
-	BoundUsers  int     `json:"bound_users"`
-	IDNatBase   int     `json:"idnat_base"`
+	Run         string `json:"run"`
+	Hub         string `json:"hub"`
+	Path        string `json:"path"` // "bridge A -> hub -> bridge B"
+	Interrupted bool   `json:"interrupted,omitempty"`
+	LoadResult
+	Rooms      int `json:"rooms"`
+	BoundUsers int `json:"bound_users"`
+	IDNatBase  int `json:"idnat_base"`
 
-	WarmupS float64 `json:"warmup_s"`
-	WindowS float64 `json:"window_s"`
-	DrainS  float64 `json:"drain_s"`
-
-	Sends          SendReport `json:"sends"`
-	AcceptedPerSec float64    `json:"accepted_per_sec"`
-	SendLatency    Summary    `json:"send_latency"`
-	StartLag       *Summary   `json:"start_lag,omitempty"`
 	// From the scheduled time (open loop) or just before SendText
 	// (closed loop) to B's OnEvent.
 	DeliveryLatency Summary `json:"delivery_latency"`
@@ -159,21 +149,7 @@ func (r *BridgeReport) writeText(w io.Writer) {
 	}
 	fmt.Fprintln(tw)
 	fmt.Fprintf(tw, "topology\t%d rooms x (1 user on A + 1 user on B), %d bound users, idnat base %d\n", r.Rooms, r.BoundUsers, r.IDNatBase)
-	if r.Mode == "open-loop" {
-		fmt.Fprintf(tw, "load\topen loop at %g msg/s, in-flight cap %d, warmup %.1fs\n", r.TargetRate, r.Concurrency, r.WarmupS)
-	} else {
-		fmt.Fprintf(tw, "load\tclosed loop, %d senders, warmup %.1fs\n", r.Concurrency, r.WarmupS)
-	}
-	fmt.Fprintf(tw, "sends\tattempted %d  accepted %d  failed %d%s\n",
-		r.Sends.Attempted, r.Sends.Accepted, r.Sends.Failed, byStatus(r.Sends.FailedByStatus))
-	if r.Sends.WarmupAttempted > 0 {
-		fmt.Fprintf(tw, "\twarmup: attempted %d  accepted %d\n", r.Sends.WarmupAttempted, r.Sends.WarmupAccepted)
-	}
-	fmt.Fprintf(tw, "throughput\t%.1f accepted msg/s over %.2fs\n", r.AcceptedPerSec, r.WindowS)
-	fmt.Fprintf(tw, "send latency ms\t%s\n", latencyLine(r.SendLatency))
-	if r.StartLag != nil {
-		fmt.Fprintf(tw, "start lag ms\t%s\n", latencyLine(*r.StartLag))
-	}
+	r.LoadResult.write(tw)
 	fmt.Fprintf(tw, "A->B delivery ms\t%s\n", latencyLine(r.DeliveryLatency))
 	fmt.Fprintf(tw, "A->B from send ms\t%s\n", latencyLine(r.DeliveryFromSend))
 	fmt.Fprintf(tw, "hub stamp->B ms\t%s\n", latencyLine(r.HubStampToB))
@@ -567,13 +543,8 @@ func (b *bridgeBench) phase(ctx context.Context, run string, rate float64) *Brid
 	window := stats.lastDone - p.warmupEnd
 	rep := &BridgeReport{
 		Run: run, Hub: b.cfg.hs, Path: "bridge A -> hub -> bridge B", Interrupted: ctx.Err() != nil,
-		TargetRate: rate, Rooms: len(b.rooms), BoundUsers: 2 * len(b.rooms), IDNatBase: b.cfg.idnatBase,
-		WarmupS: b.cfg.warmup.Seconds(), WindowS: max(window, 0).Seconds(), DrainS: drained.Seconds(),
-		Sends: SendReport{
-			Attempted: stats.attempted, Accepted: stats.accepted, Failed: stats.attempted - stats.accepted,
-			FailedByStatus: stats.failedByStatus, WarmupAttempted: stats.warmAttempted, WarmupAccepted: stats.warmAccepted,
-		},
-		SendLatency:      summarize(stats.latency),
+		LoadResult: loadResult(stats, rate, b.cfg.concurrency, b.cfg.maxInflight, b.cfg.warmup, window, drained),
+		Rooms:      len(b.rooms), BoundUsers: 2 * len(b.rooms), IDNatBase: b.cfg.idnatBase,
 		DeliveryLatency:  summarize(delivery),
 		DeliveryFromSend: summarize(fromSend),
 		HubStampToB:      summarize(hubStamp),
@@ -581,18 +552,6 @@ func (b *bridgeBench) phase(ctx context.Context, run string, rate float64) *Brid
 		Deliveries:       d,
 		Misrouted:        misrouted,
 		Disconnects:      b.disconnects.Load() - discBefore,
-	}
-	if rate > 0 {
-		rep.Mode = "open-loop"
-		rep.Concurrency = b.cfg.maxInflight
-		lag := summarize(stats.lag)
-		rep.StartLag = &lag
-	} else {
-		rep.Mode = "closed-loop"
-		rep.Concurrency = b.cfg.concurrency
-	}
-	if window > 0 {
-		rep.AcceptedPerSec = float64(stats.accepted) / window.Seconds()
 	}
 	rep.OK = d.Lost == 0 && d.Duplicated == 0 && d.EchoLost == 0 && d.EchoDuplicated == 0 && d.Unknown == 0 && misrouted == 0
 	return rep

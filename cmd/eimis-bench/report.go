@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"text/tabwriter"
+	"time"
 )
 
 // Report is one load phase's result. Its JSON form is the record meant to
@@ -17,30 +18,14 @@ type Report struct {
 	Run        string `json:"run"`
 	Homeserver string `json:"homeserver"`
 	// Implementation and version, when the server says.
-	Server      string  `json:"server,omitempty"`
-	Interrupted bool    `json:"interrupted,omitempty"`
-	Mode        string  `json:"mode"`
-	TargetRate  float64 `json:"target_rate,omitempty"`
-	// Closed loop: number of senders. Open loop: the in-flight cap.
-	Concurrency int `json:"concurrency"`
+	Server      string `json:"server,omitempty"`
+	Interrupted bool   `json:"interrupted,omitempty"`
+	LoadResult
 	Users       int `json:"users"`
 	Rooms       int `json:"rooms"`
 	ActiveRooms int `json:"active_rooms"`
 	Members     int `json:"members_per_room"`
 
-	WarmupS float64 `json:"warmup_s"`
-	// From the end of warmup to the completion of the last measured send.
-	WindowS float64 `json:"window_s"`
-	DrainS  float64 `json:"drain_s"`
-
-	Sends          SendReport `json:"sends"`
-	AcceptedPerSec float64    `json:"accepted_per_sec"`
-	// Measured from each send's scheduled time (see sendStats.record).
-	SendLatency Summary `json:"send_latency"`
-	// Open loop only: how late sends left relative to the timetable. A
-	// large lag means the generator or its in-flight cap, not only the
-	// server, limited the run.
-	StartLag        *Summary     `json:"start_lag,omitempty"`
 	DeliveryLatency Summary      `json:"delivery_latency"`
 	EchoLatency     Summary      `json:"own_echo_latency"`
 	Deliveries      Deliveries   `json:"deliveries"`
@@ -95,21 +80,7 @@ func (r *Report) writeText(w io.Writer) {
 	fmt.Fprintln(tw)
 	fmt.Fprintf(tw, "topology\t%d users, %d rooms x %d members (%d with traffic), %d sync loops\n",
 		r.Users, r.Rooms, r.Members, r.ActiveRooms, r.Sync.Loops)
-	if r.Mode == "open-loop" {
-		fmt.Fprintf(tw, "load\topen loop at %g msg/s, in-flight cap %d, warmup %.1fs\n", r.TargetRate, r.Concurrency, r.WarmupS)
-	} else {
-		fmt.Fprintf(tw, "load\tclosed loop, %d senders, warmup %.1fs\n", r.Concurrency, r.WarmupS)
-	}
-	fmt.Fprintf(tw, "sends\tattempted %d  accepted %d  failed %d%s\n",
-		r.Sends.Attempted, r.Sends.Accepted, r.Sends.Failed, byStatus(r.Sends.FailedByStatus))
-	if r.Sends.WarmupAttempted > 0 {
-		fmt.Fprintf(tw, "\twarmup: attempted %d  accepted %d\n", r.Sends.WarmupAttempted, r.Sends.WarmupAccepted)
-	}
-	fmt.Fprintf(tw, "throughput\t%.1f accepted msg/s over %.2fs\n", r.AcceptedPerSec, r.WindowS)
-	fmt.Fprintf(tw, "send latency ms\t%s\n", latencyLine(r.SendLatency))
-	if r.StartLag != nil {
-		fmt.Fprintf(tw, "start lag ms\t%s\n", latencyLine(*r.StartLag))
-	}
+	r.LoadResult.write(tw)
 	fmt.Fprintf(tw, "delivery latency ms\t%s\n", latencyLine(r.DeliveryLatency))
 	fmt.Fprintf(tw, "own echo latency ms\t%s\n", latencyLine(r.EchoLatency))
 	d := r.Deliveries
@@ -163,5 +134,70 @@ func (rr *RampReport) writeText(w io.Writer) {
 		fmt.Fprintf(w, "max sustained rate: %g msg/s (p99 objective %.0f ms)\n", rr.MaxSustainedRate, rr.P99ObjectiveMs)
 	} else {
 		fmt.Fprintf(w, "max sustained rate: none of the steps met the p99 objective of %.0f ms\n", rr.P99ObjectiveMs)
+	}
+}
+
+// LoadResult is what both bench modes (Client-Server and bridge) report
+// about the load they applied; its fields appear inline in their JSON.
+type LoadResult struct {
+	Mode       string  `json:"mode"`
+	TargetRate float64 `json:"target_rate,omitempty"`
+	// Closed loop: number of senders. Open loop: the in-flight cap.
+	Concurrency int `json:"concurrency"`
+
+	WarmupS float64 `json:"warmup_s"`
+	// From the end of warmup to the completion of the last measured send.
+	WindowS float64 `json:"window_s"`
+	DrainS  float64 `json:"drain_s"`
+
+	Sends          SendReport `json:"sends"`
+	AcceptedPerSec float64    `json:"accepted_per_sec"`
+	// Measured from each send's scheduled time (see sendStats.record).
+	SendLatency Summary `json:"send_latency"`
+	// Open loop only: how late sends left relative to the timetable. A
+	// large lag means the generator or its in-flight cap, not only the
+	// server, limited the run.
+	StartLag *Summary `json:"start_lag,omitempty"`
+}
+
+// loadResult summarises one phase's sends: open loop at rate (with
+// inflight as the cap) when rate > 0, else closed loop with senders.
+func loadResult(stats *sendStats, rate float64, senders, inflight int, warmup, window, drained time.Duration) LoadResult {
+	l := LoadResult{
+		Mode: "closed-loop", TargetRate: rate, Concurrency: senders,
+		WarmupS: warmup.Seconds(), WindowS: max(window, 0).Seconds(), DrainS: drained.Seconds(),
+		Sends: SendReport{
+			Attempted: stats.attempted, Accepted: stats.accepted, Failed: stats.attempted - stats.accepted,
+			FailedByStatus: stats.failedByStatus, WarmupAttempted: stats.warmAttempted, WarmupAccepted: stats.warmAccepted,
+		},
+		SendLatency: summarize(stats.latency),
+	}
+	if rate > 0 {
+		l.Mode, l.Concurrency = "open-loop", inflight
+		lag := summarize(stats.lag)
+		l.StartLag = &lag
+	}
+	if window > 0 {
+		l.AcceptedPerSec = float64(stats.accepted) / window.Seconds()
+	}
+	return l
+}
+
+// write prints the load lines of a text report.
+func (l LoadResult) write(tw io.Writer) {
+	if l.Mode == "open-loop" {
+		fmt.Fprintf(tw, "load\topen loop at %g msg/s, in-flight cap %d, warmup %.1fs\n", l.TargetRate, l.Concurrency, l.WarmupS)
+	} else {
+		fmt.Fprintf(tw, "load\tclosed loop, %d senders, warmup %.1fs\n", l.Concurrency, l.WarmupS)
+	}
+	fmt.Fprintf(tw, "sends\tattempted %d  accepted %d  failed %d%s\n",
+		l.Sends.Attempted, l.Sends.Accepted, l.Sends.Failed, byStatus(l.Sends.FailedByStatus))
+	if l.Sends.WarmupAttempted > 0 {
+		fmt.Fprintf(tw, "\twarmup: attempted %d  accepted %d\n", l.Sends.WarmupAttempted, l.Sends.WarmupAccepted)
+	}
+	fmt.Fprintf(tw, "throughput\t%.1f accepted msg/s over %.2fs\n", l.AcceptedPerSec, l.WindowS)
+	fmt.Fprintf(tw, "send latency ms\t%s\n", latencyLine(l.SendLatency))
+	if l.StartLag != nil {
+		fmt.Fprintf(tw, "start lag ms\t%s\n", latencyLine(*l.StartLag))
 	}
 }

@@ -103,16 +103,12 @@ func openRegistry(ctx context.Context, cfg config.Config, stderr io.Writer) (*op
 	// hub only notices them later, without knowing who made them.
 	trail := audit.New(st, log, "cli")
 	reg.OnChange(func(c operators.Change) {
-		action := map[operators.Status]string{operators.Active: audit.ActionOperatorReactivate,
-			operators.Suspended: audit.ActionOperatorSuspend, operators.Revoked: audit.ActionOperatorRevoke}[c.New]
-		if c.Old == "" {
-			action = audit.ActionOperatorAdd
-		}
-		if action == "" {
+		e, ok := audit.OperatorEntry(c)
+		if !ok {
 			return
 		}
-		if err := trail.Record(ctx, audit.Entry{Time: time.Now(), Actor: c.Actor, Action: action,
-			Target: "operator:" + c.Operator.ID, Decision: audit.Allow, Reason: c.Reason}); err != nil {
+		e.Time = time.Now()
+		if err := trail.Record(ctx, e); err != nil {
 			fmt.Fprintln(stderr, "warning: audit entry not recorded:", err)
 		}
 	})

@@ -101,11 +101,7 @@ func (a *API) checkInvitee(r *http.Request, u id.UserID) *mautrix.RespError {
 		// The trust space's answer first: "not in the directory" tells the
 		// inviter more than "no such user".
 		if ref, ok := policy.AsRefusal(a.trust.Policy.CheckUser(u)); ok {
-			actor := ""
-			if s, ok := r.Context().Value(sessionKey{}).(identity.Session); ok {
-				actor = string(s.UserID)
-			}
-			a.audit(r, AuditEvent{Actor: actor, Action: actionOf(r), RoomID: r.PathValue("roomId"), Target: string(u), Reason: string(ref.Code)})
+			a.audit(r, AuditEvent{Actor: actorOf(r), Action: actionOf(r), RoomID: r.PathValue("roomId"), Target: string(u), Reason: string(ref.Code)})
 			e := forbidden(ref)
 			return &e
 		}

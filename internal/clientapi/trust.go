@@ -125,10 +125,7 @@ func (a *API) roomRefusal(w http.ResponseWriter, r *http.Request, err error) boo
 	if !ok || !errors.Is(err, rooms.ErrForbidden) {
 		return false
 	}
-	actor := ""
-	if s, ok := r.Context().Value(sessionKey{}).(identity.Session); ok {
-		actor = string(s.UserID)
-	}
+	actor := actorOf(r)
 	roomID := r.PathValue("roomId")
 	if roomID == "" {
 		roomID = r.PathValue("roomIdOrAlias")
@@ -139,6 +136,15 @@ func (a *API) roomRefusal(w http.ResponseWriter, r *http.Request, err error) boo
 }
 
 type sessionKey struct{}
+
+// actorOf is the user an authenticated request comes from, for the audit
+// trail ("" before authentication).
+func actorOf(r *http.Request) string {
+	if s, ok := r.Context().Value(sessionKey{}).(identity.Session); ok {
+		return string(s.UserID)
+	}
+	return ""
+}
 
 // AdminUser authenticates a request to the admin API: a valid access token
 // of a server admin account (eimis-hub user create --kind admin).

@@ -270,18 +270,13 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (h *Hub, err
 	}
 	h.Operators.OnChange(func(c operators.Change) {
 		log.Info("operator status", "operator", c.Operator.ID, "old", c.Old, "new", c.New, "actor", c.Actor)
-		action := map[operators.Status]string{operators.Active: audit.ActionOperatorReactivate,
-			operators.Suspended: audit.ActionOperatorSuspend, operators.Revoked: audit.ActionOperatorRevoke}[c.New]
-		if c.Old == "" {
-			action = audit.ActionOperatorAdd
-		}
-		if action == "" || c.Actor == "" {
+		e, ok := audit.OperatorEntry(c)
+		if !ok || c.Actor == "" {
 			// Changes made elsewhere (the CLI, another instance) were
 			// audited where they were made.
 			return
 		}
-		h.record(runCtx, audit.Entry{Actor: c.Actor, Action: action, Target: "operator:" + c.Operator.ID,
-			Decision: audit.Allow, Reason: c.Reason})
+		h.record(runCtx, e)
 	})
 	go h.Operators.Watch(runCtx, cfg.TrustReloadInterval)
 	mediaStore, err := media.NewDiskStore(cfg.MediaDir)
