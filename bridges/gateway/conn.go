@@ -16,6 +16,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/eimis-hub/eimis/internal/bus"
+	"github.com/eimis-hub/eimis/internal/door"
 	"github.com/eimis-hub/eimis/internal/policy"
 	"github.com/eimis-hub/eimis/internal/store"
 )
@@ -320,6 +321,7 @@ func (c *conn) authenticate(h helloFrame) bool {
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		c.log.Warn("bridge refused: unknown token")
+		c.g.cfg.Refusals.Refused(ctx, door.Refusal{Door: door.Of(door.Bridge, ""), Code: string(CodeBadToken), Action: "bridge.connect"})
 		c.shutdown(errf(CodeBadToken, "/token", ""), websocket.ClosePolicyViolation)
 		return false
 	case err != nil:
@@ -328,12 +330,20 @@ func (c *conn) authenticate(h helloFrame) bool {
 		return false
 	case b.Revoked():
 		c.log.Warn("bridge refused: revoked", "bridge", b.ID)
+		c.g.cfg.Refusals.Refused(ctx, door.Refusal{Door: door.Of(door.Bridge, b.ID), Code: string(CodeBridgeRevoked), Action: "bridge.connect"})
 		c.shutdown(errf(CodeBridgeRevoked, "", ""), websocket.ClosePolicyViolation)
 		return false
 	}
 	if _, err := c.g.cfg.Operators.Check(b.OperatorID); err != nil {
 		c.log.Warn("bridge refused: operator", "bridge", b.ID, "operator", b.OperatorID, "err", err)
-		c.shutdown(refusalError(err, ""), websocket.ClosePolicyViolation)
+		ref := refusalError(err, "")
+		if ref == nil {
+			ref = errf(CodeUnavailable, "", "")
+		} else {
+			c.g.cfg.Refusals.Refused(ctx, door.Refusal{Door: door.Of(door.Bridge, b.ID), Code: ref.Code, Action: "bridge.connect",
+				Target: "operator:" + b.OperatorID})
+		}
+		c.shutdown(ref, websocket.ClosePolicyViolation)
 		return false
 	}
 	c.bridge = b

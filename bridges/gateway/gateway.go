@@ -52,6 +52,7 @@ import (
 
 	"github.com/eimis-hub/eimis/internal/bus"
 	"github.com/eimis-hub/eimis/internal/directory"
+	"github.com/eimis-hub/eimis/internal/door"
 	"github.com/eimis-hub/eimis/internal/identity"
 	"github.com/eimis-hub/eimis/internal/operators"
 	"github.com/eimis-hub/eimis/internal/policy"
@@ -183,6 +184,9 @@ type Config struct {
 	Retention time.Duration
 	Limits    Limits
 	Log       *slog.Logger
+	// Refusals is the hub's one refusal path (counted and audited with
+	// the bridge as the door). Default: records nothing.
+	Refusals door.Recorder
 }
 
 // Gateway serves the Bridge Protocol.
@@ -204,6 +208,9 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	if cfg.Retention <= 0 {
 		cfg.Retention = 7 * 24 * time.Hour
+	}
+	if cfg.Refusals == nil {
+		cfg.Refusals = door.Discard{}
 	}
 	cfg.Limits.defaults()
 	dec, err := NewDecoder(cfg.Limits.MaxFrameBytes)

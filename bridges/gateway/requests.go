@@ -14,6 +14,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/eimis-hub/eimis/internal/directory"
+	"github.com/eimis-hub/eimis/internal/door"
 	"github.com/eimis-hub/eimis/internal/identity"
 	"github.com/eimis-hub/eimis/internal/operators"
 	"github.com/eimis-hub/eimis/internal/policy"
@@ -32,7 +33,7 @@ func (c *conn) handle(f Frame) (res any, e *Error) {
 			res, e = nil, errf(CodeInternal, "", "")
 		}
 	}()
-	ctx, cancel := context.WithTimeout(c.ctx, requestTimeout)
+	ctx, cancel := context.WithTimeout(door.With(c.ctx, c.door()), requestTimeout)
 	defer cancel()
 	start := time.Now()
 	switch f.Type {
@@ -60,11 +61,68 @@ func (c *conn) handle(f Frame) (res any, e *Error) {
 		e = errf(CodeUnknownType, "/type", "")
 	}
 	if e != nil {
+		c.refused(ctx, f, e)
 		c.log.Debug("bridge request refused", "type", f.Type, "code", e.Code, "field", e.Field, "took", time.Since(start))
 	} else {
 		c.log.Debug("bridge request", "type", f.Type, "took", time.Since(start))
 	}
 	return res, e
+}
+
+// door is this connection's door: the bridge.
+func (c *conn) door() door.Door {
+	if c.bridge == nil {
+		return door.Of(door.Bridge, "")
+	}
+	return door.Of(door.Bridge, c.bridge.ID)
+}
+
+// frameActions names the audit action of each request type, for its
+// refusals.
+var frameActions = map[string]string{
+	"bind": "bridge.bind", "unbind": "bridge.unbind", "create_room": "room.create", "room_info": "room.read",
+	"join": "room.join", "invite": "room.invite", "leave": "room.leave", "send": "event.send", "edit": "event.send",
+	"read_receipt": "receipt.send", "typing": "typing.send", "directory_search": "directory.search", "upload": "media.upload",
+}
+
+// notRefusals are the codes that answer malformed or untimely input, or a
+// failure of the hub, rather than a decision against the bridge or its
+// user: they are not audited. Every other code (the trust space's, the
+// allow-list's, consent, not bound, forbidden by the room, rate limits, and
+// any code added later) is a refusal and takes the hub's refusal path.
+var notRefusals = map[string]bool{
+	string(CodeBadFrame): true, string(CodeInvalidField): true, string(CodeUnknownType): true,
+	string(CodeUnsupportedVersion): true, string(CodeFrameTooLarge): true, string(CodeHelloRequired): true,
+	string(CodeDuplicateHello): true, string(CodeUnknownRoom): true, string(CodeUnknownEvent): true,
+	string(CodeEventTooLarge): true, string(CodeBadEvent): true, string(CodeBadCursor): true,
+	string(CodeUnsupported): true, string(CodeSlowConsumer): true, string(CodeReplaced): true,
+	string(CodeShuttingDown): true, string(CodeUnavailable): true, string(CodeInternal): true,
+}
+
+// refused records a refused request on the hub's refusal path: who it
+// acted for, in which room, about whom. Metadata only: the frame's text
+// fields are never read here.
+func (c *conn) refused(ctx context.Context, f Frame, e *Error) {
+	if notRefusals[e.Code] {
+		return
+	}
+	var who struct {
+		User    string `json:"user"`
+		IDNat   string `json:"idnat"`
+		RoomID  string `json:"room_id"`
+		Invitee string `json:"invitee"`
+	}
+	_ = json.Unmarshal(f.Raw, &who)
+	actor, target := who.User, who.Invitee
+	if who.IDNat != "" {
+		target = who.IDNat
+	}
+	action := frameActions[f.Type]
+	if action == "" {
+		action = "bridge.request"
+	}
+	c.g.cfg.Refusals.Refused(ctx, door.Refusal{Door: c.door(), Code: e.Code, Actor: actor, Action: action,
+		RoomID: who.RoomID, Target: target, RequestID: f.ID})
 }
 
 func decodeReq[T any](f Frame) (T, *Error) {

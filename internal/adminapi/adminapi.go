@@ -20,6 +20,7 @@ import (
 
 	"maunium.net/go/mautrix"
 
+	"github.com/eimis-hub/eimis/internal/door"
 	"github.com/eimis-hub/eimis/internal/operators"
 )
 
@@ -92,7 +93,8 @@ func (a *API) admin(h adminHandler) http.Handler {
 			a.internal(w, r, errors.New("authenticate: no error and no user"))
 			return
 		}
-		h(w, r, user)
+		// Whatever the handler audits names the admin API and the admin.
+		h(w, r.WithContext(door.With(r.Context(), door.Of(door.Admin, user))), user)
 	})
 }
 

@@ -28,6 +28,9 @@
 //	decision, reason, request_id, instance, source
 //	                                 each: its length in bytes as 4 bytes
 //	                                 big-endian, then its UTF-8 bytes
+//	door                             only when not empty, encoded the same
+//	                                 way (entries from before doors were
+//	                                 recorded keep their hash)
 //
 // prev_hash is the previous entry's hash; for the very first entry it is
 // 32 zero bytes, and after a purge the first remaining entry's prev_hash is
@@ -102,6 +105,7 @@ const (
 	ActionRoomLeave  = "room.leave"
 	ActionRoomKick   = "room.kick"
 	ActionRoomBan    = "room.ban"
+	ActionRoomUnban  = "room.unban"
 	ActionRoomKnock  = "room.knock"
 
 	ActionEventSend   = "event.send"
@@ -140,7 +144,7 @@ const hashVersion = "eimis-audit-v1"
 // Hash computes an entry's hash as the package documentation describes,
 // from its PrevHash, Seq, Time and text fields (Hash itself is ignored).
 func Hash(e *Entry) []byte {
-	n := len(hashVersion) + len(e.PrevHash) + 16
+	n := len(hashVersion) + len(e.PrevHash) + 16 + 4 + len(e.Door)
 	fields := textFields(e)
 	for _, f := range fields {
 		n += 4 + len(f)
@@ -153,6 +157,10 @@ func Hash(e *Entry) []byte {
 	for _, f := range fields {
 		b = binary.BigEndian.AppendUint32(b, uint32(len(f)))
 		b = append(b, f...)
+	}
+	if e.Door != "" {
+		b = binary.BigEndian.AppendUint32(b, uint32(len(e.Door)))
+		b = append(b, e.Door...)
 	}
 	sum := sha256.Sum256(b)
 	return sum[:]
@@ -176,7 +184,7 @@ func normalise(e *Entry) error {
 		return fmt.Errorf("%w: %s: decision must be %q or %q, not %q", ErrInvalid, e.Action, Allow, Deny, e.Decision)
 	}
 	for _, f := range []*string{&e.Actor, &e.Action, &e.RoomID, &e.Target, &e.EventID, &e.EventType,
-		&e.Reason, &e.RequestID, &e.Instance, &e.Source} {
+		&e.Reason, &e.RequestID, &e.Instance, &e.Source, &e.Door} {
 		*f = cleanText(*f)
 	}
 	e.Seq, e.PrevHash, e.Hash = 0, nil, nil

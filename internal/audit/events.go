@@ -69,6 +69,7 @@ func EventEntry(m bus.EventMsg) Entry {
 		EventType: m.Type,
 		Decision:  Allow,
 		Source:    SourceStream,
+		Door:      m.Door,
 	}
 	switch m.Type {
 	case "m.room.create":

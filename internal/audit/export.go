@@ -29,6 +29,7 @@ type ExportLine struct {
 	RequestID string `json:"request_id"`
 	Instance  string `json:"instance"`
 	Source    string `json:"source"`
+	Door      string `json:"door,omitempty"`
 	PrevHash  string `json:"prev_hash"` // hex
 	Hash      string `json:"hash"`      // hex
 }
@@ -61,6 +62,6 @@ func exportLine(e Entry) ExportLine {
 	return ExportLine{
 		Seq: e.Seq, Time: formatTime(e.Time), Actor: e.Actor, Action: e.Action, RoomID: e.RoomID, Target: e.Target,
 		EventID: e.EventID, EventType: e.EventType, Decision: e.Decision, Reason: e.Reason, RequestID: e.RequestID,
-		Instance: e.Instance, Source: e.Source, PrevHash: hex.EncodeToString(e.PrevHash), Hash: hex.EncodeToString(e.Hash),
+		Instance: e.Instance, Source: e.Source, Door: e.Door, PrevHash: hex.EncodeToString(e.PrevHash), Hash: hex.EncodeToString(e.Hash),
 	}
 }

@@ -97,7 +97,7 @@ func lineEntry(t *testing.T, l ExportLine) Entry {
 	}
 	return Entry{Seq: l.Seq, Time: at, Actor: l.Actor, Action: l.Action, RoomID: l.RoomID, Target: l.Target,
 		EventID: l.EventID, EventType: l.EventType, Decision: l.Decision, Reason: l.Reason, RequestID: l.RequestID,
-		Instance: l.Instance, Source: l.Source, PrevHash: prev, Hash: hash}
+		Instance: l.Instance, Source: l.Source, Door: l.Door, PrevHash: prev, Hash: hash}
 }
 
 type failWriter struct{}

@@ -25,6 +25,9 @@ type EventMsg struct {
 	// Pos is the hub's stream position of the event (database order), so
 	// receivers can compare it with /sync tokens.
 	Pos int64 `json:"pos"`
+	// Door is where the event entered the hub (internal/door), for the
+	// audit trail.
+	Door string `json:"door,omitempty"`
 	// Data is the optional full event JSON. It is a RawMessage (still a
 	// []byte) so the event is embedded as JSON rather than base64, which
 	// keeps the stream readable with the nats CLI; it must be valid JSON.

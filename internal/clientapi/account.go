@@ -10,6 +10,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/eimis-hub/eimis/internal/directory"
+	"github.com/eimis-hub/eimis/internal/door"
 	"github.com/eimis-hub/eimis/internal/identity"
 	"github.com/eimis-hub/eimis/internal/policy"
 	"github.com/eimis-hub/eimis/internal/rooms"
@@ -308,6 +309,7 @@ func (a *API) appserviceRegister(w http.ResponseWriter, r *http.Request, req reg
 	if !ok {
 		return
 	}
+	r = r.WithContext(door.With(r.Context(), door.Of(door.Appservice, asID)))
 	if err := identity.ValidateLocalpart(req.Username); err != nil {
 		writeErr(w, mautrix.MInvalidUsername.WithMessage("%s", err.Error()))
 		return
@@ -346,6 +348,7 @@ func (a *API) appserviceLogin(w http.ResponseWriter, r *http.Request, req loginR
 	if !ok {
 		return
 	}
+	r = r.WithContext(door.With(r.Context(), door.Of(door.Appservice, asID)))
 	user := req.Identifier.User
 	if user == "" {
 		user = req.User

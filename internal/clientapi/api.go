@@ -17,6 +17,7 @@ import (
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/eimis-hub/eimis/internal/door"
 	"github.com/eimis-hub/eimis/internal/identity"
 	"github.com/eimis-hub/eimis/internal/policy"
 	"github.com/eimis-hub/eimis/internal/rooms"
@@ -122,10 +123,11 @@ func (a *API) auth(h authedHandler) http.HandlerFunc {
 			s, ok, err := a.appservices.Authenticate(r.Context(), tok, id.UserID(r.URL.Query().Get("user_id")))
 			if ok {
 				if err != nil {
-					a.appserviceErr(w, r, err)
+					asID, _ := a.appservices.Owner(tok)
+					a.appserviceErr(w, r.WithContext(door.With(r.Context(), door.Of(door.Appservice, asID))), err)
 					return
 				}
-				h(w, r.WithContext(context.WithValue(r.Context(), sessionKey{}, s)), s)
+				h(w, r.WithContext(withSession(r.Context(), s)), s)
 				return
 			}
 		}
@@ -137,10 +139,19 @@ func (a *API) auth(h authedHandler) http.HandlerFunc {
 			a.internal(w, r, err)
 			return
 		}
-		// The session rides in the context for what only sees the request
-		// (the audit of a refusal).
-		h(w, r.WithContext(context.WithValue(r.Context(), sessionKey{}, s)), s)
+		h(w, r.WithContext(withSession(r.Context(), s)), s)
 	}
+}
+
+// withSession puts the session in the context, for what only sees the
+// request (the audit of a refusal), with its door: the appservice acting,
+// or the client device.
+func withSession(ctx context.Context, s identity.Session) context.Context {
+	d := door.Of(door.Client, string(s.DeviceID))
+	if s.Appservice != "" {
+		d = door.Of(door.Appservice, s.Appservice)
+	}
+	return door.With(context.WithValue(ctx, sessionKey{}, s), d)
 }
 
 // appserviceErr writes an appservice refusal: the trust space's (with its

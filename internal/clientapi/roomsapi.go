@@ -259,7 +259,7 @@ func (a *API) sendEvent(w http.ResponseWriter, r *http.Request, s identity.Sessi
 	}
 	sub := rooms.Submit{RoomID: id.RoomID(r.PathValue("roomId")), Sender: s.UserID, Type: typ, StateKey: stateKey, Content: raw, Redacts: redacts}
 	if txnID != "" {
-		sub.Txn = &store.TxnKey{UserID: string(s.UserID), DeviceID: string(s.DeviceID), TxnID: txnID}
+		sub.Txn = &store.TxnKey{UserID: string(s.UserID), DeviceID: string(s.DeviceID), Scope: txnScope(sub), TxnID: txnID}
 	}
 	res, err := a.rooms.Send(r.Context(), sub)
 	if err != nil {
@@ -267,6 +267,16 @@ func (a *API) sendEvent(w http.ResponseWriter, r *http.Request, s identity.Sessi
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"event_id": res.EventID})
+}
+
+// txnScope is the request path a transaction ID is scoped to, as the spec
+// says: the room and event type of a send, the room and target of a
+// redaction. A txnId reused on another path is another request.
+func txnScope(sub rooms.Submit) string {
+	if sub.Redacts != "" {
+		return "redact/" + string(sub.RoomID) + "/" + string(sub.Redacts)
+	}
+	return "send/" + string(sub.RoomID) + "/" + sub.Type
 }
 
 func (a *API) syncHandler(w http.ResponseWriter, r *http.Request, s identity.Session) {

@@ -3,6 +3,7 @@ package clientapi
 import (
 	"net/http"
 
+	"github.com/eimis-hub/eimis/internal/audit"
 	"github.com/eimis-hub/eimis/internal/identity"
 )
 
@@ -44,7 +45,7 @@ func (a *API) routes(mux *http.ServeMux) {
 	c("PUT", "/devices/{deviceId}", a.auth(a.putDevice))
 	c("GET", "/profile/{userId}", a.getProfile)
 	c("GET", "/profile/{userId}/{field}", a.getProfileField)
-	c("PUT", "/profile/{userId}/{field}", a.auth(a.putProfileField))
+	c("PUT", "/profile/{userId}/{field}", act(audit.ActionProfileUpdate, a.auth(a.putProfileField)))
 
 	// Client configuration.
 	c("GET", "/pushrules/{rest...}", a.auth(a.pushRules))
@@ -73,19 +74,19 @@ func (a *API) routes(mux *http.ServeMux) {
 	c("GET", "/rooms/{roomId}/context/{eventId}", a.auth(a.eventContext))
 
 	// Writing.
-	c("POST", "/createRoom", a.auth(a.createRoom))
-	c("PUT", "/rooms/{roomId}/send/{type}/{txnId}", a.auth(a.send))
-	c("PUT", "/rooms/{roomId}/state/{type}", a.auth(a.putState))
-	c("PUT", "/rooms/{roomId}/state/{type}/{stateKey...}", a.auth(a.putState))
-	c("PUT", "/rooms/{roomId}/redact/{eventId}/{txnId}", a.auth(a.redact))
-	c("POST", "/rooms/{roomId}/invite", a.auth(a.invite))
-	c("POST", "/rooms/{roomId}/join", a.auth(a.joinRoom))
-	c("POST", "/join/{roomIdOrAlias}", a.auth(a.joinRoom))
-	c("POST", "/rooms/{roomId}/leave", a.auth(a.leave))
+	c("POST", "/createRoom", act(audit.ActionRoomCreate, a.auth(a.createRoom)))
+	c("PUT", "/rooms/{roomId}/send/{type}/{txnId}", act(audit.ActionEventSend, a.auth(a.send)))
+	c("PUT", "/rooms/{roomId}/state/{type}", act(audit.ActionEventSend, a.auth(a.putState)))
+	c("PUT", "/rooms/{roomId}/state/{type}/{stateKey...}", act(audit.ActionEventSend, a.auth(a.putState)))
+	c("PUT", "/rooms/{roomId}/redact/{eventId}/{txnId}", act(audit.ActionEventRedact, a.auth(a.redact)))
+	c("POST", "/rooms/{roomId}/invite", act(audit.ActionRoomInvite, a.auth(a.invite)))
+	c("POST", "/rooms/{roomId}/join", act(audit.ActionRoomJoin, a.auth(a.joinRoom)))
+	c("POST", "/join/{roomIdOrAlias}", act(audit.ActionRoomJoin, a.auth(a.joinRoom)))
+	c("POST", "/rooms/{roomId}/leave", act(audit.ActionRoomLeave, a.auth(a.leave)))
 	c("POST", "/rooms/{roomId}/forget", a.auth(a.acceptEmpty))
-	c("POST", "/rooms/{roomId}/kick", a.auth(a.kick))
-	c("POST", "/rooms/{roomId}/ban", a.auth(a.ban))
-	c("POST", "/rooms/{roomId}/unban", a.auth(a.unban))
+	c("POST", "/rooms/{roomId}/kick", act(audit.ActionRoomKick, a.auth(a.kick)))
+	c("POST", "/rooms/{roomId}/ban", act(audit.ActionRoomBan, a.auth(a.ban)))
+	c("POST", "/rooms/{roomId}/unban", act(audit.ActionRoomUnban, a.auth(a.unban)))
 	c("PUT", "/rooms/{roomId}/typing/{userId}", a.auth(a.typing))
 	c("POST", "/rooms/{roomId}/receipt/{receiptType}/{eventId}", a.auth(a.receipt))
 	c("POST", "/rooms/{roomId}/read_markers", a.auth(a.readMarkers))

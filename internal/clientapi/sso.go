@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
 
 	"maunium.net/go/mautrix"
@@ -86,7 +85,9 @@ func (a *API) pscCallback(w http.ResponseWriter, r *http.Request) {
 		// attempt cannot be resumed.
 		_, _, _ = a.trust.SSO.Finish(r.Context(), q.Get("state"), "")
 		a.log.Info("psc login cancelled by provider", "error", e)
-		a.audit(r, AuditEvent{Action: "login.sso", Reason: "PSC_" + strings.ToUpper(e)})
+		// The provider's error parameter comes from the browser: it is
+		// logged, never used as a code (metric labels stay bounded).
+		a.audit(r, AuditEvent{Action: "login.sso", Reason: string(policy.PSCRefusedByProvider)})
 		psc.ErrorPage(w, psc.ErrProvider)
 		return
 	}
@@ -137,17 +138,17 @@ func (a *API) pscCallback(w http.ResponseWriter, r *http.Request) {
 func pscReason(err error) string {
 	for _, c := range []struct {
 		err  error
-		code string
+		code policy.Code
 	}{
-		{psc.ErrUnknownState, "PSC_UNKNOWN_STATE"}, {psc.ErrWrongACR, "PSC_WRONG_ACR"},
-		{psc.ErrBadNonce, "PSC_BAD_NONCE"}, {psc.ErrBadIDNat, "PSC_BAD_IDNAT"},
-		{psc.ErrInvalidToken, "PSC_INVALID_TOKEN"}, {psc.ErrProvider, "PSC_PROVIDER_ERROR"},
+		{psc.ErrUnknownState, policy.PSCUnknownState}, {psc.ErrWrongACR, policy.PSCWrongACR},
+		{psc.ErrBadNonce, policy.PSCBadNonce}, {psc.ErrBadIDNat, policy.PSCBadIDNat},
+		{psc.ErrInvalidToken, policy.PSCInvalidToken}, {psc.ErrProvider, policy.PSCProviderError},
 	} {
 		if errors.Is(err, c.err) {
-			return c.code
+			return string(c.code)
 		}
 	}
-	return "PSC_ERROR"
+	return string(policy.PSCError)
 }
 
 // tokenLogin is m.login.token: the second half of SSO.

@@ -6,12 +6,12 @@ import (
 	"errors"
 	"net/http"
 	"regexp"
-	"strings"
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/eimis-hub/eimis/internal/directory"
+	"github.com/eimis-hub/eimis/internal/door"
 	"github.com/eimis-hub/eimis/internal/identity"
 	"github.com/eimis-hub/eimis/internal/policy"
 	"github.com/eimis-hub/eimis/internal/rooms"
@@ -25,7 +25,9 @@ type Policy interface {
 	DisplayName(u id.UserID) (string, bool)
 }
 
-// AuditEvent is one decision for the audit trail: metadata only.
+// AuditEvent is one allowed decision for the audit trail: metadata only.
+// A refusal (Allowed false) takes the one refusal path instead
+// (Trust.Refusals), which counts it as well.
 type AuditEvent struct {
 	Actor     string
 	Action    string
@@ -34,6 +36,7 @@ type AuditEvent struct {
 	Allowed   bool
 	Reason    string // a refusal code, never content
 	RequestID string
+	Door      string // where the request entered (internal/door)
 }
 
 // Auditor records decisions. Record must not fail the request: the trail
@@ -49,7 +52,10 @@ type Trust struct {
 	// Search finds active practitioners in the health directory.
 	Search func(query string, limit int) []directory.Entry
 	Audit  Auditor
-	SSO    SSO
+	// Refusals is the one path every refusal takes: it counts it
+	// (eimis_policy_refusals_total{code,door}) and audits it.
+	Refusals door.Recorder
+	SSO      SSO
 }
 
 // SetTrust installs the trust space; call before serving.
@@ -61,22 +67,42 @@ func forbidden(ref *policy.Refusal) mautrix.RespError {
 	return mautrix.MForbidden.WithMessage("%s", ref.Error()).WithExtraField("eimis_code", string(ref.Code))
 }
 
-// audit records a decision, with the request's ID.
+// audit records a decision, with the request's ID and door. A refusal
+// goes through the one refusal path, which counts it too.
 func (a *API) audit(r *http.Request, e AuditEvent) {
+	if !e.Allowed {
+		a.refuse(r.Context(), door.Refusal{Code: e.Reason, Actor: e.Actor, Action: e.Action, RoomID: e.RoomID, Target: e.Target})
+		return
+	}
 	if a.trust.Audit == nil {
 		return
 	}
 	e.RequestID = RequestID(r.Context())
+	e.Door = door.From(r.Context()).String()
 	a.trust.Audit.Record(r.Context(), e)
 }
 
-type requestIDKey struct{}
+// refuse hands a refusal to the one refusal path, with the door and
+// request ID of the request it came from.
+func (a *API) refuse(ctx context.Context, ref door.Refusal) {
+	if ref.Door.Kind == "" {
+		ref.Door = door.From(ctx)
+	}
+	if ref.RequestID == "" {
+		ref.RequestID = RequestID(ctx)
+	}
+	if a.trust.Refusals != nil {
+		a.trust.Refusals.Refused(ctx, ref)
+	}
+}
 
 var validRequestID = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,64}$`)
 
 // WithRequestID gives every request an ID (a well-formed X-Request-Id from
 // the reverse proxy, or a new one), echoes it in the response and puts it
-// in the context, so an audit entry can be matched with proxy logs.
+// in the context, so an audit entry can be matched with proxy logs. Until
+// a door authenticates the request, it is an anonymous Client-Server API
+// request (door "client").
 func WithRequestID(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rid := r.Header.Get("X-Request-Id")
@@ -84,36 +110,30 @@ func WithRequestID(next http.Handler) http.Handler {
 			rid = rand.Text()[:20]
 		}
 		w.Header().Set("X-Request-Id", rid)
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestIDKey{}, rid)))
+		ctx := door.With(door.WithRequestID(r.Context(), rid), door.Of(door.Client, ""))
+		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
 
 // RequestID is the ID WithRequestID gave the request, or "".
-func RequestID(ctx context.Context) string {
-	s, _ := ctx.Value(requestIDKey{}).(string)
-	return s
+func RequestID(ctx context.Context) string { return door.RequestID(ctx) }
+
+type actionKey struct{}
+
+// act declares the audit action of a route's writes, so a refusal met
+// deep inside (the room server's trust gate) is recorded under the action
+// the route performs, never guessed from its path.
+func act(action string, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		h(w, r.WithContext(context.WithValue(r.Context(), actionKey{}, action)))
+	}
 }
 
-// actionOf names the action of a refused write for the audit trail.
+// actionOf is the action the route declared with act ("request" for a
+// route that declared none).
 func actionOf(r *http.Request) string {
-	p := r.Pattern
-	switch {
-	case strings.HasSuffix(p, "/createRoom"):
-		return "room.create"
-	case strings.HasSuffix(p, "/invite"):
-		return "room.invite"
-	case strings.HasSuffix(p, "/join"), strings.Contains(p, "/join/"):
-		return "room.join"
-	case strings.Contains(p, "/kick"):
-		return "room.kick"
-	case strings.Contains(p, "/ban"), strings.Contains(p, "/unban"):
-		return "room.ban"
-	case strings.Contains(p, "/redact/"):
-		return "event.redact"
-	case strings.Contains(p, "/send/"), strings.Contains(p, "/state/"):
-		return "event.send"
-	case strings.Contains(p, "/profile/"):
-		return "profile.update"
+	if s, ok := r.Context().Value(actionKey{}).(string); ok {
+		return s
 	}
 	return "request"
 }
@@ -125,12 +145,11 @@ func (a *API) roomRefusal(w http.ResponseWriter, r *http.Request, err error) boo
 	if !ok || !errors.Is(err, rooms.ErrForbidden) {
 		return false
 	}
-	actor := actorOf(r)
 	roomID := r.PathValue("roomId")
 	if roomID == "" {
 		roomID = r.PathValue("roomIdOrAlias")
 	}
-	a.audit(r, AuditEvent{Actor: actor, Action: actionOf(r), RoomID: roomID, Target: ref.Subject, Reason: string(ref.Code)})
+	a.refuse(r.Context(), door.Refusal{Code: string(ref.Code), Actor: actorOf(r), Action: actionOf(r), RoomID: roomID, Target: ref.Subject})
 	writeErr(w, forbidden(ref))
 	return true
 }
@@ -154,7 +173,8 @@ func (a *API) AdminUser(r *http.Request) (string, error) {
 		return "", err
 	}
 	if !s.Admin {
-		a.audit(r, AuditEvent{Actor: string(s.UserID), Action: "admin.access", Reason: "NOT_A_SERVER_ADMIN"})
+		a.refuse(door.With(r.Context(), door.Of(door.Admin, string(s.UserID))),
+			door.Refusal{Code: string(policy.NotServerAdmin), Actor: string(s.UserID), Action: "admin.access"})
 		return "", mautrix.MForbidden.WithMessage("%s is not a server admin", s.UserID)
 	}
 	return string(s.UserID), nil

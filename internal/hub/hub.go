@@ -28,6 +28,7 @@ import (
 	"github.com/eimis-hub/eimis/internal/config"
 	"github.com/eimis-hub/eimis/internal/directory"
 	"github.com/eimis-hub/eimis/internal/directory/fhir"
+	"github.com/eimis-hub/eimis/internal/door"
 	"github.com/eimis-hub/eimis/internal/identity"
 	"github.com/eimis-hub/eimis/internal/media"
 	"github.com/eimis-hub/eimis/internal/operators"
@@ -81,6 +82,8 @@ type Hub struct {
 	Key     signingkey.Key
 	Handler http.Handler
 
+	metrics *telemetry.Metrics
+
 	// Appservices is the Matrix Application Service API (bridges).
 	Appservices *appservice.Service
 
@@ -115,6 +118,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (h *Hub, err
 	if err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
+	h.metrics = metrics
 
 	if h.Store, err = OpenStore(ctx, cfg); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
@@ -170,7 +174,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (h *Hub, err
 	h.Rooms = rooms.New(h.Store, rooms.Config{
 		ServerName: cfg.ServerName, Key: key, DefaultVersion: id.RoomVersion(cfg.RoomVersion),
 		OnAccepted: func(evType string) { metrics.EventAccepted(runCtx, evType) },
-		Gate:       countingGate{h.Policy, metrics},
+		Gate:       h.Policy,
 	}, fanout{h.Sync, relay}, log.With("component", "rooms"))
 
 	h.IDs = identity.New(h.Store, cfg.ServerName, 0)
@@ -248,7 +252,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (h *Hub, err
 	}, h.Store, h.IDs, identity.NewSharedSecretRegistrar(cfg.RegistrationSharedSecret), h.Rooms, h.Sync,
 		log.With("component", "clientapi"), map[string]clientapi.Readiness{"store": h.Store, "nats": h.Bus, "directory": h.Trust})
 	var pscProvider *psc.Provider
-	ct := clientapi.Trust{Policy: h.Policy, Search: h.searchDirectory, Audit: auditor{h}}
+	ct := clientapi.Trust{Policy: h.Policy, Search: h.searchDirectory, Audit: auditor{h}, Refusals: refusals{h}}
 	if cfg.PSCIssuer != "" {
 		p, err := psc.New(ctx, psc.Config{
 			Issuer: cfg.PSCIssuer, ClientID: cfg.PSCClientID, ClientSecret: cfg.PSCClientSecret,
@@ -302,6 +306,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (h *Hub, err
 		ServerName:     cfg.ServerName, Store: h.Store, Rooms: h.Rooms, Policy: h.Policy, IDs: h.IDs,
 		Operators: h.Operators, Feeds: h.Bus, Ephemeral: h.Sync, Search: h.searchDirectory,
 		Retention: cfg.NATSStreamMaxAge, Log: log.With("component", "bridges"), Media: bridgeMedia{h.Media},
+		Refusals: refusals{h},
 	}); err != nil {
 		return nil, fmt.Errorf("bridge gateway: %w", err)
 	}
@@ -396,19 +401,21 @@ func (h *Hub) searchDirectory(query string, limit int) []directory.Entry {
 	return ix.Search(query, limit)
 }
 
-// countingGate counts the trust space's refusals as the room server
-// meets them.
-type countingGate struct {
-	*policy.Engine
-	m *telemetry.Metrics
-}
+// refusals is the hub's one refusal path (door.Recorder): every door
+// hands it its refusals, and it counts each one in
+// eimis_policy_refusals_total{code,door} and writes an audit entry naming
+// the door.
+type refusals struct{ h *Hub }
 
-func (g countingGate) CheckUser(u id.UserID) error {
-	err := g.Engine.CheckUser(u)
-	if ref, ok := policy.AsRefusal(err); ok {
-		g.m.PolicyRefused(context.Background(), string(ref.Code))
+func (r refusals) Refused(ctx context.Context, ref door.Refusal) {
+	r.h.metrics.PolicyRefused(ctx, ref.Code, ref.Door.Label())
+	if ref.RequestID == "" {
+		ref.RequestID = door.RequestID(ctx)
 	}
-	return err
+	// The decision is taken: the client's giving up must not lose its
+	// trace.
+	r.h.record(context.WithoutCancel(ctx), audit.Entry{Actor: ref.Actor, Action: ref.Action, RoomID: ref.RoomID,
+		Target: ref.Target, Decision: audit.Deny, Reason: ref.Code, RequestID: ref.RequestID, Door: ref.Door.String()})
 }
 
 // record writes an audit entry; a failure is logged, not returned: the
@@ -432,7 +439,7 @@ func (a auditor) Record(ctx context.Context, e clientapi.AuditEvent) {
 		d = audit.Allow
 	}
 	a.h.record(ctx, audit.Entry{Actor: e.Actor, Action: e.Action, RoomID: e.RoomID, Target: e.Target,
-		Decision: d, Reason: e.Reason, RequestID: e.RequestID})
+		Decision: d, Reason: e.Reason, RequestID: e.RequestID, Door: e.Door})
 }
 
 // bridgeMedia stores a bridge's `upload` in the media repository.

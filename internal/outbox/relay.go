@@ -111,7 +111,7 @@ func (r *Relay) publish(ctx context.Context, evs []store.Event) bool {
 	for i, e := range evs {
 		msgs[i] = bus.EventMsg{
 			RoomID: e.RoomID, EventID: e.EventID, Type: e.Type, Sender: e.Sender,
-			StateKey: e.StateKey, Membership: e.Membership, Pos: e.Pos, Data: e.JSON,
+			StateKey: e.StateKey, Membership: e.Membership, Pos: e.Pos, Door: e.Door, Data: e.JSON,
 		}
 	}
 	if err := r.pub.PublishEvents(ctx, msgs); err != nil {

@@ -23,6 +23,17 @@ const (
 	AdminAccount Code = "EIMIS_ADMIN_ACCOUNT"
 	// DisplayNameLocked: display names come from the health directory.
 	DisplayNameLocked Code = "EIMIS_DISPLAY_NAME_FROM_DIRECTORY"
+	// NotServerAdmin: the admin API is for the hub's admin accounts.
+	NotServerAdmin Code = "EIMIS_NOT_A_SERVER_ADMIN"
+	// Pro Santé Connect login failures (the SSO callback), one per cause.
+	PSCRefusedByProvider Code = "EIMIS_PSC_REFUSED_BY_PROVIDER"
+	PSCUnknownState      Code = "EIMIS_PSC_UNKNOWN_STATE"
+	PSCWrongACR          Code = "EIMIS_PSC_WRONG_ACR"
+	PSCBadNonce          Code = "EIMIS_PSC_BAD_NONCE"
+	PSCBadIDNat          Code = "EIMIS_PSC_BAD_IDNAT"
+	PSCInvalidToken      Code = "EIMIS_PSC_INVALID_TOKEN"
+	PSCProviderError     Code = "EIMIS_PSC_PROVIDER_ERROR"
+	PSCError             Code = "EIMIS_PSC_ERROR"
 )
 
 // messages are the human texts; %s is the subject (an idNat or user ID).
@@ -36,4 +47,13 @@ var messages = map[Code]string{
 	ResponsibleRefused:   "%s: the practitioner responsible for this account is not authorised on this hub",
 	AdminAccount:         "%s is an administration account and cannot take part in conversations",
 	DisplayNameLocked:    "the display name of %s comes from the health directory and cannot be changed",
+	NotServerAdmin:       "%s is not a server admin",
+	PSCRefusedByProvider: "Pro Santé Connect refused or cancelled the login%.0s",
+	PSCUnknownState:      "the Pro Santé Connect login attempt is unknown or expired%.0s",
+	PSCWrongACR:          "Pro Santé Connect did not give the required authentication level%.0s",
+	PSCBadNonce:          "the Pro Santé Connect answer does not match the login attempt%.0s",
+	PSCBadIDNat:          "Pro Santé Connect gave no valid practitioner identifier%.0s",
+	PSCInvalidToken:      "the Pro Santé Connect token is invalid%.0s",
+	PSCProviderError:     "Pro Santé Connect could not be reached or answered wrongly%.0s",
+	PSCError:             "the Pro Santé Connect login failed%.0s",
 }

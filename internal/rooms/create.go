@@ -10,6 +10,7 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/eimis-hub/eimis/internal/door"
 	"github.com/eimis-hub/eimis/internal/identity"
 	"github.com/eimis-hub/eimis/internal/store"
 )
@@ -53,6 +54,7 @@ func (s *Server) CreateRoom(ctx context.Context, req CreateRequest) (*Result, er
 	if !IsSupported(req.Version) {
 		return nil, fmt.Errorf("%w: %s", ErrUnsupportedRoomVersion, req.Version)
 	}
+	from := door.From(ctx).String()
 	if req.Preset == "" {
 		req.Preset = PresetPrivateChat
 	}
@@ -96,7 +98,7 @@ func (s *Server) CreateRoom(ctx context.Context, req CreateRequest) (*Result, er
 			evs = append(evs, store.Event{
 				EventID: string(evID), RoomID: string(rs.roomID), Type: p.Type, StateKey: p.StateKey,
 				Sender: string(p.Sender), Depth: p.Depth, OriginTS: p.OriginServerTS, JSON: raw,
-				Membership: membershipOf(p),
+				Membership: membershipOf(p), Door: from,
 			})
 		}
 		err := b.tx.CreateRoom(b.ctx, store.Room{

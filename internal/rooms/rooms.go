@@ -22,6 +22,7 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/eimis-hub/eimis/internal/door"
 	"github.com/eimis-hub/eimis/internal/signingkey"
 	"github.com/eimis-hub/eimis/internal/store"
 )
@@ -363,10 +364,17 @@ type Submit struct {
 	Content  json.RawMessage
 	Redacts  id.EventID
 	Txn      *store.TxnKey
+	// Door is where the request entered (door.From(ctx) when zero); it is
+	// stored with the event so the audit trail names the app that spoke
+	// for the sender.
+	Door door.Door
 }
 
 // Send builds, authorises and stores one event.
 func (s *Server) Send(ctx context.Context, req Submit) (*Result, error) {
+	if req.Door.Kind == "" {
+		req.Door = door.From(ctx)
+	}
 	apply := func(b *batch) (*Result, error) {
 		if req.Txn != nil {
 			// Checked under the stream lock, so a retry racing the original
@@ -414,7 +422,7 @@ func (b *batch) appendEvent(rs *roomState, req Submit) (id.EventID, error) {
 	ev := store.Event{
 		EventID: string(evID), RoomID: string(rs.roomID), Type: p.Type, StateKey: p.StateKey,
 		Sender: string(p.Sender), Depth: p.Depth, OriginTS: p.OriginServerTS, JSON: raw,
-		Membership: membershipOf(p),
+		Membership: membershipOf(p), Door: req.Door.String(),
 	}
 	pos, err := b.tx.InsertEvent(b.ctx, store.NewEvent{Event: ev, Txn: req.Txn})
 	if err != nil {

@@ -32,6 +32,10 @@ type AuditEntry struct {
 	// event stream (at most one per EventID, see AppendAudit), "" for
 	// entries recorded where the decision was taken.
 	Source string
+	// Door is where the request entered ("client:<device>",
+	// "bridge:<id>", "appservice:<id>", "admin:<user>", "cli", "hub"…,
+	// see internal/door); "" for entries written before doors existed.
+	Door string
 	// PrevHash is the previous entry's Hash (the purge anchor's, or 32
 	// zero bytes, for the first entry); Hash covers PrevHash and every
 	// field above. Both are set by AppendAudit.

@@ -70,6 +70,9 @@ type Event struct {
 	JSON json.RawMessage
 	// Membership is the membership value for m.room.member events, else "".
 	Membership string
+	// Door is where a local event entered the hub (internal/door's
+	// String form); "" for events from before doors were recorded.
+	Door string
 }
 
 // NewEvent is what the room server hands to InsertEvent.
@@ -81,10 +84,14 @@ type NewEvent struct {
 	Txn *TxnKey
 }
 
-// TxnKey scopes a client transaction ID as the Matrix spec does: per device.
+// TxnKey scopes a client transaction ID as the Matrix spec does: per
+// device and per request path. Scope is the path's meaning ("send/<room>/
+// <type>", "redact/<room>/<event>"), so the same txnId reused for another
+// room, event type or redaction target is a new request, not a retry.
 type TxnKey struct {
 	UserID   string
 	DeviceID string
+	Scope    string
 	TxnID    string
 }
 

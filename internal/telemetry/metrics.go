@@ -26,6 +26,8 @@ const (
 	attrType   = "type"
 	attrReason = "reason"
 	attrResult = "result"
+	// attrDoor is the kind of door a request came through (internal/door).
+	attrDoor = "door"
 )
 
 // Bucket boundaries in seconds. The OTel default buckets are tuned for

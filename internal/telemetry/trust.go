@@ -62,12 +62,14 @@ func (m *Metrics) ObserveDirectory(state func() DirectoryState) error {
 	return nil
 }
 
-// PolicyRefused counts a trust-space refusal by its stable code.
-func (m *Metrics) PolicyRefused(ctx context.Context, code string) {
+// PolicyRefused counts a refusal by its stable code and the kind of door
+// it was met at (eimis_policy_refusals_total{code,door}). Both labels come
+// from fixed tables, so the series stay bounded.
+func (m *Metrics) PolicyRefused(ctx context.Context, code, door string) {
 	if m == nil {
 		return
 	}
-	m.policyRefusals.Add(ctx, 1, metric.WithAttributes(attribute.String(attrReason, code)))
+	m.policyRefusals.Add(ctx, 1, metric.WithAttributes(attribute.String(attrCode, code), attribute.String(attrDoor, door)))
 }
 
 // MembersRemoved counts people the hub removed from a room because the

@@ -21,7 +21,7 @@ import (
 const AuditLockID int64 = 0x45494d495341
 
 const auditCols = `seq, time, actor, action, room_id, target, event_id, event_type,
-	decision, reason, request_id, instance, source, prev_hash, hash`
+	decision, reason, request_id, instance, source, door, prev_hash, hash`
 
 func (s *Store) AppendAudit(ctx context.Context, entries []store.AuditEntry, hash store.AuditHashFunc) ([]store.AuditEntry, error) {
 	if len(entries) == 0 {
@@ -95,20 +95,20 @@ func insertAudit(ctx context.Context, tx pgx.Tx, head store.AuditLink, entries [
 		at                                     = make([]time.Time, n)
 		actor, action, room, target, eventID   = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 		eventType, decision, reason, requestID = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-		instance, source                       = make([]string, n), make([]string, n)
+		instance, source, door                 = make([]string, n), make([]string, n), make([]string, n)
 		prev, hashes                           = make([][]byte, n), make([][]byte, n)
 	)
 	for i, e := range ins {
 		seq[i], at[i], actor[i], action[i], room[i], target[i], eventID[i] = e.Seq, e.Time, e.Actor, e.Action, e.RoomID, e.Target, e.EventID
 		eventType[i], decision[i], reason[i], requestID[i] = e.EventType, e.Decision, e.Reason, e.RequestID
-		instance[i], source[i], prev[i], hashes[i] = e.Instance, e.Source, e.PrevHash, e.Hash
+		instance[i], source[i], door[i], prev[i], hashes[i] = e.Instance, e.Source, e.Door, e.PrevHash, e.Hash
 	}
 	last := ins[n-1]
 	b := &pgx.Batch{}
 	b.Queue(`INSERT INTO audit_log (`+auditCols+`)
 		SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-			$8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::bytea[], $15::bytea[])`,
-		seq, at, actor, action, room, target, eventID, eventType, decision, reason, requestID, instance, source, prev, hashes)
+			$8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::bytea[], $16::bytea[])`,
+		seq, at, actor, action, room, target, eventID, eventType, decision, reason, requestID, instance, source, door, prev, hashes)
 	b.Queue(`UPDATE audit_chain SET head_seq = $1, head_hash = $2 WHERE id = 1`, last.Seq, last.Hash)
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return nil, fmt.Errorf("insert seq %d..%d: %w", ins[0].Seq, last.Seq, err)
@@ -148,7 +148,7 @@ func (s *Store) ReadAudit(ctx context.Context, q store.AuditQuery, fn func(store
 	for rows.Next() {
 		var e store.AuditEntry
 		if err := rows.Scan(&e.Seq, &e.Time, &e.Actor, &e.Action, &e.RoomID, &e.Target, &e.EventID, &e.EventType,
-			&e.Decision, &e.Reason, &e.RequestID, &e.Instance, &e.Source, &e.PrevHash, &e.Hash); err != nil {
+			&e.Decision, &e.Reason, &e.RequestID, &e.Instance, &e.Source, &e.Door, &e.PrevHash, &e.Hash); err != nil {
 			return chain, fmt.Errorf("postgres: read audit: %w", err)
 		}
 		e.Time = e.Time.UTC()

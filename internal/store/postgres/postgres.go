@@ -418,13 +418,14 @@ func (t *eventTx) TxnEvents(ctx context.Context, keys []store.TxnKey) (map[store
 	if err := t.flush(ctx, false); err != nil {
 		return nil, err
 	}
-	users, devices, txns := make([]string, len(keys)), make([]string, len(keys)), make([]string, len(keys))
+	n := len(keys)
+	users, devices, scopes, txns := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	for i, k := range keys {
-		users[i], devices[i], txns[i] = k.UserID, k.DeviceID, k.TxnID
+		users[i], devices[i], scopes[i], txns[i] = k.UserID, k.DeviceID, k.Scope, k.TxnID
 	}
-	rows, err := t.tx.Query(ctx, `SELECT t.user_id, t.device_id, t.txn_id, t.event_id FROM txns t
-		JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(u, d, x)
-		ON t.user_id = k.u AND t.device_id = k.d AND t.txn_id = k.x`, users, devices, txns)
+	rows, err := t.tx.Query(ctx, `SELECT t.user_id, t.device_id, t.scope, t.txn_id, t.event_id FROM txns t
+		JOIN unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS k(u, d, s, x)
+		ON t.user_id = k.u AND t.device_id = k.d AND t.scope = k.s AND t.txn_id = k.x`, users, devices, scopes, txns)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: txns: %w", err)
 	}
@@ -432,7 +433,7 @@ func (t *eventTx) TxnEvents(ctx context.Context, keys []store.TxnKey) (map[store
 	for rows.Next() {
 		var k store.TxnKey
 		var evID string
-		if err := rows.Scan(&k.UserID, &k.DeviceID, &k.TxnID, &evID); err != nil {
+		if err := rows.Scan(&k.UserID, &k.DeviceID, &k.Scope, &k.TxnID, &evID); err != nil {
 			return nil, fmt.Errorf("postgres: txns: %w", err)
 		}
 		out[k] = evID
@@ -551,6 +552,7 @@ func queueEvents(b *pgx.Batch, evs []pendingEvent) {
 		ts        = make([]int64, n)
 		members   = make([]string, n)
 		jsons     = make([][]byte, n)
+		doors     = make([]string, n)
 	)
 	// Later events win: a set-based upsert may touch each row only once,
 	// so the room heads and state rows are reduced to their last writer.
@@ -560,7 +562,7 @@ func queueEvents(b *pgx.Batch, evs []pendingEvent) {
 	var txnIdx []int
 	for i, e := range evs {
 		pos[i], ids[i], rooms[i], types[i], stateKeys[i] = e.pos, e.EventID, e.RoomID, e.Type, e.StateKey
-		senders[i], depths[i], ts[i], members[i], jsons[i] = e.Sender, e.Depth, e.OriginTS, e.Membership, e.JSON
+		senders[i], depths[i], ts[i], members[i], jsons[i], doors[i] = e.Sender, e.Depth, e.OriginTS, e.Membership, e.JSON, e.Door
 		lastInRoom[e.RoomID] = i
 		if e.StateKey != nil {
 			lastState[stateKey{e.RoomID, e.Type, *e.StateKey}] = i
@@ -569,10 +571,10 @@ func queueEvents(b *pgx.Batch, evs []pendingEvent) {
 			txnIdx = append(txnIdx, i)
 		}
 	}
-	b.Queue(`INSERT INTO events (pos, event_id, room_id, type, state_key, sender, depth, origin_ts, membership, json)
+	b.Queue(`INSERT INTO events (pos, event_id, room_id, type, state_key, sender, depth, origin_ts, membership, json, door)
 		SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-			$7::bigint[], $8::bigint[], $9::text[], $10::bytea[])`,
-		pos, ids, rooms, types, stateKeys, senders, depths, ts, members, jsons)
+			$7::bigint[], $8::bigint[], $9::text[], $10::bytea[], $11::text[])`,
+		pos, ids, rooms, types, stateKeys, senders, depths, ts, members, jsons, doors)
 
 	var hRoom, hEvent []string
 	var hDepth []int64
@@ -598,13 +600,14 @@ func queueEvents(b *pgx.Batch, evs []pendingEvent) {
 	}
 
 	if len(txnIdx) > 0 {
-		var tUser, tDevice, tTxn, tEvent []string
+		var tUser, tDevice, tScope, tTxn, tEvent []string
 		for _, i := range txnIdx {
 			k := evs[i].Txn
-			tUser, tDevice, tTxn, tEvent = append(tUser, k.UserID), append(tDevice, k.DeviceID), append(tTxn, k.TxnID), append(tEvent, ids[i])
+			tUser, tDevice, tScope = append(tUser, k.UserID), append(tDevice, k.DeviceID), append(tScope, k.Scope)
+			tTxn, tEvent = append(tTxn, k.TxnID), append(tEvent, ids[i])
 		}
-		b.Queue(`INSERT INTO txns (user_id, device_id, txn_id, event_id)
-			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])`, tUser, tDevice, tTxn, tEvent)
+		b.Queue(`INSERT INTO txns (user_id, device_id, scope, txn_id, event_id)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])`, tUser, tDevice, tScope, tTxn, tEvent)
 	}
 
 	b.Queue(`INSERT INTO outbox (pos, event_id, room_id) SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[])`,
@@ -694,12 +697,12 @@ func getRoom(ctx context.Context, q querier, roomID string) (*store.Room, error)
 	return &r, nil
 }
 
-const eventCols = `e.pos, e.event_id, e.room_id, e.type, e.state_key, e.sender, e.depth, e.origin_ts, e.membership, e.json`
+const eventCols = `e.pos, e.event_id, e.room_id, e.type, e.state_key, e.sender, e.depth, e.origin_ts, e.membership, e.json, e.door`
 
 func scanEvent(row pgx.Row) (store.Event, error) {
 	var e store.Event
 	var js []byte
-	err := row.Scan(&e.Pos, &e.EventID, &e.RoomID, &e.Type, &e.StateKey, &e.Sender, &e.Depth, &e.OriginTS, &e.Membership, &js)
+	err := row.Scan(&e.Pos, &e.EventID, &e.RoomID, &e.Type, &e.StateKey, &e.Sender, &e.Depth, &e.OriginTS, &e.Membership, &js, &e.Door)
 	e.JSON = js
 	return e, err
 }
@@ -813,8 +816,8 @@ func (s *Store) TxnEvent(ctx context.Context, k store.TxnKey) (string, error) {
 
 func txnEvent(ctx context.Context, q querier, k store.TxnKey) (string, error) {
 	var id string
-	err := q.QueryRow(ctx, `SELECT event_id FROM txns WHERE user_id = $1 AND device_id = $2 AND txn_id = $3`,
-		k.UserID, k.DeviceID, k.TxnID).Scan(&id)
+	err := q.QueryRow(ctx, `SELECT event_id FROM txns WHERE user_id = $1 AND device_id = $2 AND scope = $3 AND txn_id = $4`,
+		k.UserID, k.DeviceID, k.Scope, k.TxnID).Scan(&id)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return "", fmt.Errorf("postgres: txn %q: %w", k.TxnID, store.ErrNotFound)
 	}

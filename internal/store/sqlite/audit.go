@@ -18,7 +18,7 @@ import (
 // Audit writes take no position, so they do not need the stream mutex.
 
 const auditCols = `seq, time, actor, action, room_id, target, event_id, event_type,
-	decision, reason, request_id, instance, source, prev_hash, hash`
+	decision, reason, request_id, instance, source, door, prev_hash, hash`
 
 func (s *Store) AppendAudit(ctx context.Context, entries []store.AuditEntry, hash store.AuditHashFunc) ([]store.AuditEntry, error) {
 	if len(entries) == 0 {
@@ -60,14 +60,14 @@ func appendAudit(ctx context.Context, tx *sql.Tx, entries []store.AuditEntry, ha
 	// One parse per batch rather than per row: the group commit above
 	// hands us tens to hundreds of entries at a time.
 	st, err := tx.PrepareContext(ctx, `INSERT INTO audit_log (`+auditCols+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: append audit: %w", err)
 	}
 	defer st.Close()
 	for _, e := range ins {
 		if _, err := st.ExecContext(ctx, e.Seq, ms(e.Time), e.Actor, e.Action, e.RoomID, e.Target, e.EventID, e.EventType,
-			e.Decision, e.Reason, e.RequestID, e.Instance, e.Source, e.PrevHash, e.Hash); err != nil {
+			e.Decision, e.Reason, e.RequestID, e.Instance, e.Source, e.Door, e.PrevHash, e.Hash); err != nil {
 			return nil, fmt.Errorf("sqlite: append audit seq %d: %w", e.Seq, err)
 		}
 	}
@@ -152,7 +152,7 @@ func (s *Store) ReadAudit(ctx context.Context, q store.AuditQuery, fn func(store
 			at int64
 		)
 		if err := rows.Scan(&e.Seq, &at, &e.Actor, &e.Action, &e.RoomID, &e.Target, &e.EventID, &e.EventType,
-			&e.Decision, &e.Reason, &e.RequestID, &e.Instance, &e.Source, &e.PrevHash, &e.Hash); err != nil {
+			&e.Decision, &e.Reason, &e.RequestID, &e.Instance, &e.Source, &e.Door, &e.PrevHash, &e.Hash); err != nil {
 			return chain, fmt.Errorf("sqlite: read audit: %w", err)
 		}
 		e.Time = fromMS(at)

@@ -133,18 +133,18 @@ func (s *Store) prepare(ctx context.Context) error {
 		dst **sql.Stmt
 		sql string
 	}{
-		{&s.insertEvent, `INSERT INTO events (pos, event_id, room_id, type, state_key, sender, depth, origin_ts, membership, json)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
+		{&s.insertEvent, `INSERT INTO events (pos, event_id, room_id, type, state_key, sender, depth, origin_ts, membership, json, door)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
 		{&s.updateRoom, `UPDATE rooms SET last_event_id = ?, depth = ? WHERE room_id = ?`},
 		{&s.upsertState, `INSERT INTO current_state (room_id, type, state_key, pos, event_id, membership)
 			VALUES (?, ?, ?, ?, ?, ?)
 			ON CONFLICT (room_id, type, state_key) DO UPDATE
 			SET pos = excluded.pos, event_id = excluded.event_id, membership = excluded.membership`},
-		{&s.insertTxn, `INSERT INTO txns (user_id, device_id, txn_id, event_id) VALUES (?, ?, ?, ?)`},
+		{&s.insertTxn, `INSERT INTO txns (user_id, device_id, scope, txn_id, event_id) VALUES (?, ?, ?, ?, ?)`},
 		{&s.insertOutbox, `INSERT INTO outbox (pos, event_id, room_id) VALUES (?, ?, ?)`},
-		{&s.txnEvents, `SELECT t.user_id, t.device_id, t.txn_id, t.event_id FROM txns t
-			JOIN (SELECT value ->> 0 AS u, value ->> 1 AS d, value ->> 2 AS x FROM json_each(?)) k
-			ON t.user_id = k.u AND t.device_id = k.d AND t.txn_id = k.x`},
+		{&s.txnEvents, `SELECT t.user_id, t.device_id, t.scope, t.txn_id, t.event_id FROM txns t
+			JOIN (SELECT value ->> 0 AS u, value ->> 1 AS d, value ->> 2 AS s, value ->> 3 AS x FROM json_each(?)) k
+			ON t.user_id = k.u AND t.device_id = k.d AND t.scope = k.s AND t.txn_id = k.x`},
 		{&s.getRooms, `SELECT room_id, version, creator, last_event_id, depth, created_at
 			FROM rooms WHERE room_id IN (SELECT value FROM json_each(?))`},
 	} {
@@ -516,9 +516,9 @@ func (t *eventTx) TxnEvents(ctx context.Context, keys []store.TxnKey) (map[store
 	if len(keys) == 0 {
 		return out, nil
 	}
-	list := make([][3]string, len(keys))
+	list := make([][4]string, len(keys))
 	for i, k := range keys {
-		list[i] = [3]string{k.UserID, k.DeviceID, k.TxnID}
+		list[i] = [4]string{k.UserID, k.DeviceID, k.Scope, k.TxnID}
 	}
 	arg, err := json.Marshal(list)
 	if err != nil {
@@ -532,7 +532,7 @@ func (t *eventTx) TxnEvents(ctx context.Context, keys []store.TxnKey) (map[store
 	for rows.Next() {
 		var k store.TxnKey
 		var evID string
-		if err := rows.Scan(&k.UserID, &k.DeviceID, &k.TxnID, &evID); err != nil {
+		if err := rows.Scan(&k.UserID, &k.DeviceID, &k.Scope, &k.TxnID, &evID); err != nil {
 			return nil, fmt.Errorf("sqlite: txns: %w", err)
 		}
 		out[k] = evID
@@ -599,7 +599,7 @@ func (t *eventTx) insertEvent(ctx context.Context, e store.NewEvent) (int64, err
 	pos := t.last + 1
 	st := func(s *sql.Stmt) *sql.Stmt { return t.tx.StmtContext(ctx, s) }
 	if _, err := st(t.s.insertEvent).ExecContext(ctx, pos, e.EventID, e.RoomID, e.Type, e.StateKey, e.Sender,
-		e.Depth, e.OriginTS, e.Membership, []byte(e.JSON)); err != nil {
+		e.Depth, e.OriginTS, e.Membership, []byte(e.JSON), e.Door); err != nil {
 		if isConstraint(err, sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY) {
 			return 0, fmt.Errorf("room %q: %w", e.RoomID, store.ErrNotFound)
 		}
@@ -621,7 +621,7 @@ func (t *eventTx) insertEvent(ctx context.Context, e store.NewEvent) (int64, err
 		}
 	}
 	if e.Txn != nil {
-		if _, err := st(t.s.insertTxn).ExecContext(ctx, e.Txn.UserID, e.Txn.DeviceID, e.Txn.TxnID, e.EventID); err != nil {
+		if _, err := st(t.s.insertTxn).ExecContext(ctx, e.Txn.UserID, e.Txn.DeviceID, e.Txn.Scope, e.Txn.TxnID, e.EventID); err != nil {
 			if isConstraint(err, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY) {
 				return 0, fmt.Errorf("txn %q: %w", e.Txn.TxnID, store.ErrExists)
 			}
@@ -675,13 +675,13 @@ func getRoom(ctx context.Context, q queryer, roomID string) (*store.Room, error)
 	return &r, nil
 }
 
-const eventCols = `e.pos, e.event_id, e.room_id, e.type, e.state_key, e.sender, e.depth, e.origin_ts, e.membership, e.json`
+const eventCols = `e.pos, e.event_id, e.room_id, e.type, e.state_key, e.sender, e.depth, e.origin_ts, e.membership, e.json, e.door`
 
 func scanEvent(sc interface{ Scan(...any) error }) (store.Event, error) {
 	var e store.Event
 	var sk sql.NullString
 	var js []byte
-	if err := sc.Scan(&e.Pos, &e.EventID, &e.RoomID, &e.Type, &sk, &e.Sender, &e.Depth, &e.OriginTS, &e.Membership, &js); err != nil {
+	if err := sc.Scan(&e.Pos, &e.EventID, &e.RoomID, &e.Type, &sk, &e.Sender, &e.Depth, &e.OriginTS, &e.Membership, &js, &e.Door); err != nil {
 		return e, err
 	}
 	if sk.Valid {
@@ -815,8 +815,8 @@ func (s *Store) TxnEvent(ctx context.Context, k store.TxnKey) (string, error) {
 
 func txnEvent(ctx context.Context, q queryer, k store.TxnKey) (string, error) {
 	var id string
-	err := q.QueryRowContext(ctx, `SELECT event_id FROM txns WHERE user_id = ? AND device_id = ? AND txn_id = ?`,
-		k.UserID, k.DeviceID, k.TxnID).Scan(&id)
+	err := q.QueryRowContext(ctx, `SELECT event_id FROM txns WHERE user_id = ? AND device_id = ? AND scope = ? AND txn_id = ?`,
+		k.UserID, k.DeviceID, k.Scope, k.TxnID).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", fmt.Errorf("sqlite: txn %q: %w", k.TxnID, store.ErrNotFound)
 	}

@@ -36,6 +36,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"FailedInsertNeverCommits", testFailedInsertNeverCommits},
 		{"ReadYourWritesInTx", testReadYourWritesInTx},
 		{"BatchedLookups", testBatchedLookups},
+		{"TxnScopeAndDoor", testTxnScopeAndDoor},
 		{"Redaction", testRedaction},
 		{"StreamHeads", testStreamHeads},
 		{"SearchAccounts", testSearchAccounts},
@@ -1275,6 +1276,45 @@ func testCommitOrderVisibility(t *testing.T, s store.Store) {
 		if n != sn.count {
 			t.Fatalf("reader saw MaxPos %d with %d events at or below it, but %d exist: a lower position committed later",
 				sn.max, sn.count, n)
+		}
+	}
+}
+
+// testTxnScopeAndDoor: one txnId under two scopes is two transactions,
+// looked up one at a time or batched; an event's door reads back.
+func testTxnScopeAndDoor(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	createRoom(t, s, "!a:hub")
+	send := store.TxnKey{UserID: "@alice:hub.example", DeviceID: "D", Scope: "send/!a:hub/m.room.message", TxnID: "t"}
+	redact := store.TxnKey{UserID: "@alice:hub.example", DeviceID: "D", Scope: "redact/!a:hub/$e1", TxnID: "t"}
+	e1 := ev("!a:hub", "$e1", "m.room.message", nil, 1)
+	e1.Txn, e1.Door = &send, "bridge:acme-app"
+	e2 := ev("!a:hub", "$e2", "m.room.redaction", nil, 2)
+	e2.Txn, e2.Door = &redact, "client:DEV"
+	insert(t, s, e1, e2)
+	for k, want := range map[store.TxnKey]string{send: "$e1", redact: "$e2"} {
+		if got, err := s.TxnEvent(ctx, k); err != nil || got != want {
+			t.Errorf("TxnEvent(%s) = %q, %v; want %q", k.Scope, got, err, want)
+		}
+	}
+	unscoped := store.TxnKey{UserID: "@alice:hub.example", DeviceID: "D", TxnID: "t"}
+	if _, err := s.TxnEvent(ctx, unscoped); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("TxnEvent without the scope = %v, want ErrNotFound", err)
+	}
+	must(t, "WriteEvents", s.WriteEvents(ctx, func(tx store.EventTx) error {
+		got, err := tx.TxnEvents(ctx, []store.TxnKey{send, redact, unscoped})
+		if err != nil {
+			return err
+		}
+		if len(got) != 2 || got[send] != "$e1" || got[redact] != "$e2" {
+			t.Errorf("TxnEvents = %v", got)
+		}
+		return nil
+	}))
+	for id, want := range map[string]string{"$e1": "bridge:acme-app", "$e2": "client:DEV"} {
+		e, err := s.EventByID(ctx, id)
+		if err != nil || e.Door != want {
+			t.Errorf("EventByID(%s).Door = %+v, %v; want %q", id, e, err, want)
 		}
 	}
 }
