@@ -390,23 +390,51 @@ func (a *API) messages(w http.ResponseWriter, r *http.Request, s identity.Sessio
 	writeJSON(w, http.StatusOK, resp)
 }
 
-// visibleState returns the room's current state if the user may see it.
-func (a *API) visibleState(w http.ResponseWriter, r *http.Request, s identity.Session) ([]store.Event, bool) {
-	roomID := r.PathValue("roomId")
-	if _, err := a.sync.Visibility(r.Context(), roomID, string(s.UserID)); err != nil {
-		a.roomsErr(w, r, err)
+// view loads what the user may see of the path's room, answering 403
+// itself when that is nothing.
+func (a *API) view(w http.ResponseWriter, r *http.Request, s identity.Session) (*syncapi.View, bool) {
+	v, err := a.sync.View(r.Context(), r.PathValue("roomId"), string(s.UserID))
+	if err != nil {
+		a.readErr(w, r, err)
 		return nil, false
 	}
-	state, err := a.st.CurrentState(r.Context(), roomID)
+	return v, true
+}
+
+// readErr answers a failed read: 404 for an event the user may not see
+// (indistinguishable from one that does not exist), else as roomsErr.
+func (a *API) readErr(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, syncapi.ErrEventNotVisible) {
+		writeErr(w, mautrix.MNotFound.WithMessage("Event not found"))
+		return
+	}
+	a.roomsErr(w, r, err)
+}
+
+// visibleState returns the room state the user may see: current for
+// members and world-readable rooms, as of their departure for former
+// members; with at (a sync or pagination token), as of that point.
+func (a *API) visibleState(w http.ResponseWriter, r *http.Request, s identity.Session, at string) ([]store.Event, bool) {
+	v, ok := a.view(w, r, s)
+	if !ok {
+		return nil, false
+	}
+	var state []store.Event
+	var err error
+	if at != "" {
+		state, err = a.sync.StateAt(r.Context(), v, at)
+	} else {
+		state, err = a.sync.State(r.Context(), v)
+	}
 	if err != nil {
-		a.internal(w, r, err)
+		a.readErr(w, r, err)
 		return nil, false
 	}
 	return state, true
 }
 
 func (a *API) getState(w http.ResponseWriter, r *http.Request, s identity.Session) {
-	state, ok := a.visibleState(w, r, s)
+	state, ok := a.visibleState(w, r, s, "")
 	if !ok {
 		return
 	}
@@ -419,17 +447,13 @@ func (a *API) getState(w http.ResponseWriter, r *http.Request, s identity.Sessio
 }
 
 func (a *API) getStateEvent(w http.ResponseWriter, r *http.Request, s identity.Session) {
-	roomID := r.PathValue("roomId")
-	if _, err := a.sync.Visibility(r.Context(), roomID, string(s.UserID)); err != nil {
-		a.roomsErr(w, r, err)
+	v, ok := a.view(w, r, s)
+	if !ok {
 		return
 	}
-	ev, err := a.st.CurrentStateEvent(r.Context(), roomID, r.PathValue("type"), r.PathValue("stateKey"))
-	if errors.Is(err, store.ErrNotFound) {
-		writeErr(w, mautrix.MNotFound.WithMessage("Event not found"))
-		return
-	} else if err != nil {
-		a.internal(w, r, err)
+	ev, err := a.sync.StateEvent(r.Context(), v, r.PathValue("type"), r.PathValue("stateKey"))
+	if err != nil {
+		a.readErr(w, r, err)
 		return
 	}
 	ce, err := rooms.ToClientEvent(*ev, true)
@@ -445,13 +469,13 @@ func (a *API) getStateEvent(w http.ResponseWriter, r *http.Request, s identity.S
 }
 
 func (a *API) members(w http.ResponseWriter, r *http.Request, s identity.Session) {
-	state, ok := a.visibleState(w, r, s)
+	state, ok := a.visibleState(w, r, s, r.URL.Query().Get("at"))
 	if !ok {
 		return
 	}
 	want := r.URL.Query().Get("membership")
 	notWant := r.URL.Query().Get("not_membership")
-	var evs []store.Event
+	evs := []store.Event{}
 	for _, e := range state {
 		if e.Type != "m.room.member" || (want != "" && e.Membership != want) || (notWant != "" && e.Membership == notWant) {
 			continue
@@ -467,7 +491,7 @@ func (a *API) members(w http.ResponseWriter, r *http.Request, s identity.Session
 }
 
 func (a *API) joinedMembers(w http.ResponseWriter, r *http.Request, s identity.Session) {
-	state, ok := a.visibleState(w, r, s)
+	state, ok := a.visibleState(w, r, s, "")
 	if !ok {
 		return
 	}
@@ -491,28 +515,14 @@ func (a *API) joinedMembers(w http.ResponseWriter, r *http.Request, s identity.S
 	writeJSON(w, http.StatusOK, map[string]any{"joined": joined})
 }
 
-// visibleEvent loads an event the user may see.
-func (a *API) visibleEvent(w http.ResponseWriter, r *http.Request, s identity.Session) (*store.Event, bool) {
-	roomID := r.PathValue("roomId")
-	upto, err := a.sync.Visibility(r.Context(), roomID, string(s.UserID))
-	if err != nil {
-		a.roomsErr(w, r, err)
-		return nil, false
-	}
-	ev, err := a.st.EventByID(r.Context(), r.PathValue("eventId"))
-	if errors.Is(err, store.ErrNotFound) || (err == nil && (ev.RoomID != roomID || ev.Pos > upto)) {
-		writeErr(w, mautrix.MNotFound.WithMessage("Event not found"))
-		return nil, false
-	} else if err != nil {
-		a.internal(w, r, err)
-		return nil, false
-	}
-	return ev, true
-}
-
 func (a *API) getEvent(w http.ResponseWriter, r *http.Request, s identity.Session) {
-	ev, ok := a.visibleEvent(w, r, s)
+	v, ok := a.view(w, r, s)
 	if !ok {
+		return
+	}
+	ev, err := a.sync.Event(r.Context(), v, r.PathValue("eventId"))
+	if err != nil {
+		a.readErr(w, r, err)
 		return
 	}
 	ce, err := rooms.ToClientEvent(*ev, true)
@@ -524,51 +534,41 @@ func (a *API) getEvent(w http.ResponseWriter, r *http.Request, s identity.Sessio
 }
 
 func (a *API) eventContext(w http.ResponseWriter, r *http.Request, s identity.Session) {
-	ev, ok := a.visibleEvent(w, r, s)
+	v, ok := a.view(w, r, s)
 	if !ok {
 		return
 	}
 	limit := 10
-	if l, err := strconv.Atoi(r.URL.Query().Get("limit")); err == nil && l >= 0 {
-		limit = min(l, 100)
+	if l := r.URL.Query().Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 0 {
+			writeErr(w, mautrix.MInvalidParam.WithMessage("limit must be a non-negative integer"))
+			return
+		}
+		limit = min(n, 100)
 	}
-	before, err := a.sync.Messages(r.Context(), string(s.UserID), ev.RoomID, "s"+strconv.FormatInt(ev.Pos-1, 10), true, limit/2+1)
+	resp, err := a.sync.Context(r.Context(), v, r.PathValue("eventId"), limit)
 	if err != nil {
-		a.roomsErr(w, r, err)
+		a.readErr(w, r, err)
 		return
 	}
-	after, err := a.sync.Messages(r.Context(), string(s.UserID), ev.RoomID, "s"+strconv.FormatInt(ev.Pos, 10), false, limit/2+1)
-	if err != nil {
-		a.roomsErr(w, r, err)
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// relations answers for the relations of an event the user may see; the
+// hub does not index relations yet, so the chunk is empty (never another
+// room's or a hidden event's).
+func (a *API) relations(w http.ResponseWriter, r *http.Request, s identity.Session) {
+	v, ok := a.view(w, r, s)
+	if !ok {
 		return
 	}
-	ce, err := rooms.ToClientEvent(*ev, true)
-	if err != nil {
-		a.internal(w, r, err)
+	eventID, _, _ := strings.Cut(r.PathValue("rest"), "/")
+	if _, err := a.sync.Event(r.Context(), v, eventID); err != nil {
+		a.readErr(w, r, err)
 		return
 	}
-	state, err := a.st.CurrentState(r.Context(), ev.RoomID)
-	if err != nil {
-		a.internal(w, r, err)
-		return
-	}
-	ces, err := rooms.ToClientEvents(state, true)
-	if err != nil {
-		a.internal(w, r, err)
-		return
-	}
-	end := after.End
-	if end == "" {
-		end = after.Start
-	}
-	startTok := before.End
-	if startTok == "" {
-		startTok = "s0"
-	}
-	writeJSON(w, http.StatusOK, map[string]any{
-		"event": ce, "events_before": before.Chunk, "events_after": after.Chunk,
-		"start": startTok, "end": end, "state": ces,
-	})
+	writeJSON(w, http.StatusOK, map[string]any{"chunk": []any{}})
 }
 
 func (a *API) typing(w http.ResponseWriter, r *http.Request, s identity.Session) {
@@ -723,7 +723,7 @@ func (a *API) deleteAlias(w http.ResponseWriter, r *http.Request, s identity.Ses
 }
 
 func (a *API) roomAliases(w http.ResponseWriter, r *http.Request, s identity.Session) {
-	state, ok := a.visibleState(w, r, s)
+	state, ok := a.visibleState(w, r, s, "")
 	if !ok {
 		return
 	}

@@ -115,7 +115,7 @@ func (a *API) routes(mux *http.ServeMux) {
 	c("GET", "/thirdparty/protocols", a.stub(`{}`))
 	c("GET", "/publicRooms", a.static(`{"chunk":[],"total_room_count_estimate":0}`))
 	c("POST", "/publicRooms", a.stub(`{"chunk":[],"total_room_count_estimate":0}`))
-	c1("GET", "/rooms/{roomId}/relations/{rest...}", a.stub(`{"chunk":[]}`))
+	c1("GET", "/rooms/{roomId}/relations/{rest...}", a.auth(a.relations))
 	c1("GET", "/rooms/{roomId}/threads", a.stub(`{"chunk":[]}`))
 
 	mux.HandleFunc("/", a.unrecognized)

@@ -186,14 +186,29 @@ func (s *Server) initialEvents(req CreateRequest) ([]Submit, error) {
 	if req.Preset == PresetPublicChat {
 		joinRule, guest = "public", "forbidden"
 	}
-	if err := add(event.StateJoinRules.Type, sk(""), map[string]any{"join_rule": joinRule}); err != nil {
-		return nil, err
+	// A preset's default gives way to the same state in initial_state, as
+	// the spec says: a room asked for as `joined` or `world_readable` is
+	// never `shared` for the events in between, not even briefly.
+	given := map[string]bool{}
+	for _, st := range req.InitialState {
+		if st.StateKey == "" {
+			given[st.Type] = true
+		}
 	}
-	if err := add(event.StateHistoryVisibility.Type, sk(""), map[string]any{"history_visibility": "shared"}); err != nil {
-		return nil, err
-	}
-	if err := add(event.StateGuestAccess.Type, sk(""), map[string]any{"guest_access": guest}); err != nil {
-		return nil, err
+	for _, d := range []struct {
+		typ     string
+		content map[string]any
+	}{
+		{event.StateJoinRules.Type, map[string]any{"join_rule": joinRule}},
+		{event.StateHistoryVisibility.Type, map[string]any{"history_visibility": "shared"}},
+		{event.StateGuestAccess.Type, map[string]any{"guest_access": guest}},
+	} {
+		if given[d.typ] {
+			continue
+		}
+		if err := add(d.typ, sk(""), d.content); err != nil {
+			return nil, err
+		}
 	}
 	for _, st := range req.InitialState {
 		switch st.Type {

@@ -240,6 +240,7 @@ type Store interface {
 	TrustStore
 	BridgeStore
 	AppserviceStore
+	HistoryStore
 }
 
 // ErrImportSuperseded is returned by a DirectoryImport whose generation was

@@ -11,25 +11,6 @@ import (
 // ErrNotVisible is a read of a room the user may not see.
 var ErrNotVisible = errors.New("you are not allowed to see this room")
 
-// Visibility returns the last position the user may read in a room:
-// everything while joined (history is "shared" in hub rooms), up to the
-// leave for a former member, nothing otherwise.
-func (a *API) Visibility(ctx context.Context, roomID, userID string) (int64, error) {
-	ev, err := a.st.CurrentStateEvent(ctx, roomID, "m.room.member", userID)
-	if errors.Is(err, store.ErrNotFound) {
-		return 0, ErrNotVisible
-	} else if err != nil {
-		return 0, err
-	}
-	switch ev.Membership {
-	case "join":
-		return a.st.MaxPos(ctx)
-	case "leave", "ban":
-		return ev.Pos, nil
-	}
-	return 0, ErrNotVisible
-}
-
 // MessagesResponse is the /messages body.
 type MessagesResponse struct {
 	Chunk []rooms.ClientEvent `json:"chunk"`
@@ -38,11 +19,11 @@ type MessagesResponse struct {
 	State []rooms.ClientEvent `json:"state"`
 }
 
-// Messages pages through a room's timeline. Tokens are stream positions:
-// backwards from P returns events at or below P; forwards from P returns
-// events above P.
+// Messages pages through a room's timeline, showing only what the user
+// may see. Tokens are stream positions: backwards from P returns events
+// at or below P; forwards from P returns events above P.
 func (a *API) Messages(ctx context.Context, userID, roomID, from string, backward bool, limit int) (*MessagesResponse, error) {
-	upto, err := a.Visibility(ctx, roomID, userID)
+	v, err := a.View(ctx, roomID, userID)
 	if err != nil {
 		return nil, err
 	}
@@ -51,19 +32,26 @@ func (a *API) Messages(ctx context.Context, userID, roomID, from string, backwar
 	}
 	limit = min(limit, 1000)
 	var pos int64
-	if from == "" {
-		if backward {
-			pos = upto
+	switch {
+	case from != "":
+		if pos, err = ParsePos(from); err != nil {
+			return nil, err
 		}
-	} else if pos, err = ParsePos(from); err != nil {
-		return nil, err
+	case backward:
+		// From the end of what the user may see: a former member's
+		// token stops at their departure.
+		if pos = v.lastVisible(); pos == endPos {
+			if pos, err = a.st.MaxPos(ctx); err != nil {
+				return nil, err
+			}
+		}
 	}
 	resp := &MessagesResponse{Start: token{pos: pos}.String(), Chunk: []rooms.ClientEvent{}, State: []rooms.ClientEvent{}}
 	var evs []store.Event
 	if backward {
-		evs, err = a.st.RoomEvents(ctx, roomID, 0, min(pos, upto), limit, store.Backward)
+		evs, err = a.events(ctx, v, noPos, pos, limit, store.Backward)
 	} else {
-		evs, err = a.st.RoomEvents(ctx, roomID, pos, upto, limit, store.Forward)
+		evs, err = a.events(ctx, v, pos, endPos, limit, store.Forward)
 	}
 	if err != nil {
 		return nil, err
@@ -77,6 +65,61 @@ func (a *API) Messages(ctx context.Context, userID, roomID, from string, backwar
 			last--
 		}
 		resp.End = token{pos: last}.String()
+	}
+	return resp, nil
+}
+
+// ContextResponse is the /context body.
+type ContextResponse struct {
+	Event        rooms.ClientEvent   `json:"event"`
+	EventsBefore []rooms.ClientEvent `json:"events_before"`
+	EventsAfter  []rooms.ClientEvent `json:"events_after"`
+	Start        string              `json:"start"`
+	End          string              `json:"end"`
+	State        []rooms.ClientEvent `json:"state"`
+}
+
+// Context is an event with what surrounds it, all of it filtered by what
+// the user may see; the state is the room's at the last event returned,
+// as the spec says, not the current state. limit is shared between the
+// events before and after, as Synapse does.
+func (a *API) Context(ctx context.Context, v *View, eventID string, limit int) (*ContextResponse, error) {
+	ev, err := a.Event(ctx, v, eventID)
+	if err != nil {
+		return nil, err
+	}
+	before, err := a.events(ctx, v, noPos, ev.Pos-1, limit/2, store.Backward)
+	if err != nil {
+		return nil, err
+	}
+	after, err := a.events(ctx, v, ev.Pos, endPos, limit-limit/2, store.Forward)
+	if err != nil {
+		return nil, err
+	}
+	resp := &ContextResponse{Start: token{pos: ev.Pos - 1}.String(), End: token{pos: ev.Pos}.String()}
+	if len(before) > 0 {
+		resp.Start = token{pos: before[len(before)-1].Pos - 1}.String()
+	}
+	last := ev.Pos
+	if len(after) > 0 {
+		last = after[len(after)-1].Pos
+		resp.End = token{pos: last}.String()
+	}
+	state, err := a.st.StateAt(ctx, v.roomID, last)
+	if err != nil {
+		return nil, err
+	}
+	if resp.Event, err = rooms.ToClientEvent(*ev, true); err != nil {
+		return nil, err
+	}
+	if resp.EventsBefore, err = rooms.ToClientEvents(before, true); err != nil {
+		return nil, err
+	}
+	if resp.EventsAfter, err = rooms.ToClientEvents(after, true); err != nil {
+		return nil, err
+	}
+	if resp.State, err = rooms.ToClientEvents(state, true); err != nil {
+		return nil, err
 	}
 	return resp, nil
 }

@@ -380,7 +380,7 @@ func (a *API) compute(ctx context.Context, req Request, since token, mems []stor
 			}
 			joined = append(joined, m.RoomID)
 			fresh := initial || m.Pos > since.pos
-			jr, err := a.joinedRoom(ctx, req, m.RoomID, since, now, fresh)
+			jr, err := a.joinedRoom(ctx, req, m, since, now, fresh)
 			if err != nil {
 				return nil, err
 			}
@@ -406,7 +406,9 @@ func (a *API) compute(ctx context.Context, req Request, since token, mems []stor
 			if initial || m.Pos <= since.pos || m.Pos > now {
 				continue
 			}
-			evs, err := a.st.RoomEvents(ctx, m.RoomID, since.pos, m.Pos, req.TimelineLimit, store.Backward)
+			// The departure is the last thing a former member sees, and
+			// what came before it only as the room's visibility allowed.
+			evs, err := a.leftTimeline(ctx, req, m, since.pos)
 			if err != nil {
 				return nil, err
 			}
@@ -447,8 +449,21 @@ func timeline(evs []store.Event, limited bool) (Timeline, error) {
 	return tl, nil
 }
 
+// leftTimeline is the newest events, up to the user's departure, of a
+// room they left since the token, newest first.
+func (a *API) leftTimeline(ctx context.Context, req Request, m store.Membership, since int64) ([]store.Event, error) {
+	v, err := a.View(ctx, m.RoomID, req.UserID)
+	if errors.Is(err, ErrNotVisible) {
+		return nil, nil // e.g. an invite refused in a shared room: the room moves to "leave", empty
+	} else if err != nil {
+		return nil, err
+	}
+	return a.events(ctx, v, since, m.Pos, req.TimelineLimit, store.Backward)
+}
+
 // joinedRoom builds a rooms.join entry, or nil when nothing changed.
-func (a *API) joinedRoom(ctx context.Context, req Request, roomID string, since token, now int64, fresh bool) (*JoinedRoom, error) {
+func (a *API) joinedRoom(ctx context.Context, req Request, m store.Membership, since token, now int64, fresh bool) (*JoinedRoom, error) {
+	roomID := m.RoomID
 	if !fresh && since.pos >= now {
 		return nil, nil // nothing committed since the token
 	}
@@ -460,6 +475,19 @@ func (a *API) joinedRoom(ctx context.Context, req Request, roomID string, since 
 	evs, err := a.st.RoomEvents(ctx, roomID, from, now, req.TimelineLimit+1, store.Backward)
 	if err != nil {
 		return nil, err
+	}
+	if n := len(evs); n > 0 && evs[n-1].Pos < m.Pos {
+		// The timeline reaches back before the user's join, where what
+		// they may see depends on the room's history visibility. Every
+		// event after the join is visible to a member, so an incremental
+		// sync (the hot path) never gets here.
+		v, err := a.View(ctx, roomID, req.UserID)
+		if err != nil {
+			return nil, err
+		}
+		if evs, err = a.events(ctx, v, from, now, req.TimelineLimit+1, store.Backward); err != nil {
+			return nil, err
+		}
 	}
 	limited := len(evs) > req.TimelineLimit
 	if limited {
