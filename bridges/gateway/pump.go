@@ -212,11 +212,17 @@ type revocation struct {
 	reason string
 }
 
-func visible(membership string) bool { return membership == "join" || membership == "invite" }
+// visible reports whether a member with this membership at an event may
+// receive it. Only joined members do: an invitee gets its invite (with the
+// room's stripped state) as the subject of that event, but not the room's
+// messages before it joins, as a Matrix client would not under the hub's
+// `shared` history visibility. Deny when unsure: stricter than `invited`
+// or `world_readable` rooms would need, never looser.
+func visible(membership string) bool { return membership == "join" }
 
 // route decides which of the bridge's users an event concerns: those who
-// were joined or invited in its room at that event, and the subject of a
-// membership event (so a bridge sees its users invited, kicked, leaving).
+// were joined in its room at that event, and the subject of a membership
+// event (so a bridge sees its users invited, kicked, leaving).
 // Memberships come from memory; an event older than a user's latest known
 // membership change (a backlog being replayed) asks the store what the
 // membership was then.

@@ -200,3 +200,43 @@ func TestTxnIDScopedToPath(t *testing.T) {
 		}
 	}
 }
+
+// TestBridgeInviteeSeesNoMessages: a practitioner a bridge acts for who is
+// only invited gets the invite, not the room's messages; once joined, the
+// messages that follow.
+func TestBridgeInviteeSeesNoMessages(t *testing.T) {
+	h := hubtest.Start(t, hubtest.Options{})
+	ctx := ctxT(t)
+	alice := h.NewUser(t, "alice")
+	tokA, _ := addBridges(t, h)
+	app := startApp(t, h.URL, tokA)
+	bob := hubtest.Localpart("bob")
+	if _, err := app.Bind(ctx, bob); err != nil {
+		t.Fatalf("bind bob: %v", err)
+	}
+	room, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Invite: []id.UserID{h.UserID("bob")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.SendText(ctx, room.RoomID, "said before bob joined"); err != nil {
+		t.Fatal(err)
+	}
+	app.rec.waitFor(t, "bob's invite", func(evs []*sdk.Event) bool {
+		for _, ev := range evs {
+			if m, ok := ev.Membership(); ok && ev.RoomID == sdk.RoomID(room.RoomID) && m.User.IDNat() == bob && m.Membership == "invite" {
+				return true
+			}
+		}
+		return false
+	})
+	if _, err := app.Join(ctx, bob, sdk.RoomID(room.RoomID)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.SendText(ctx, room.RoomID, "said after bob joined"); err != nil {
+		t.Fatal(err)
+	}
+	app.rec.waitMessage(t, "said after bob joined")
+	if got := app.rec.messages(); len(got) != 1 {
+		t.Fatalf("the bridge got %q; an invitee must not receive the room's messages", got)
+	}
+}
