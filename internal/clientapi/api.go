@@ -40,6 +40,10 @@ type Config struct {
 	ServerName         string
 	PublicBaseURL      string
 	EnableRegistration bool
+	// ProfileRequiresAuth keeps unauthenticated callers from learning who
+	// has an account: GET /profile needs an access token, and
+	// /register/available answers alike for every valid username.
+	ProfileRequiresAuth bool
 }
 
 // Readiness reports whether dependencies are reachable.
@@ -254,9 +258,17 @@ func (a *API) roomsErr(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 // WithCORS lets browser clients (Element Web) call the API from another
-// origin, as the spec requires of homeservers.
+// origin, as the spec requires of homeservers. The hub's own paths under
+// /_eimis/ (the admin API, the bridge socket, health and the Pro Santé
+// Connect callback) are no Matrix endpoints and stay closed to other
+// origins: a page a server admin happens to visit must not be able to
+// drive the admin API with a token it got hold of.
 func WithCORS(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/_eimis/") {
+			next.ServeHTTP(w, r)
+			return
+		}
 		h := w.Header()
 		h.Set("Access-Control-Allow-Origin", "*")
 		h.Set("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS")

@@ -42,8 +42,8 @@ func (a *API) routes(mux *http.ServeMux) {
 	c("GET", "/devices", a.auth(a.listDevices))
 	c("GET", "/devices/{deviceId}", a.auth(a.getDevice))
 	c("PUT", "/devices/{deviceId}", a.auth(a.putDevice))
-	c("GET", "/profile/{userId}", a.getProfile)
-	c("GET", "/profile/{userId}/{field}", a.getProfileField)
+	c("GET", "/profile/{userId}", a.optionalAuth(a.getProfile))
+	c("GET", "/profile/{userId}/{field}", a.optionalAuth(a.getProfileField))
 	c("PUT", "/profile/{userId}/{field}", a.auth(a.putProfileField))
 
 	// Client configuration.
@@ -82,7 +82,7 @@ func (a *API) routes(mux *http.ServeMux) {
 	c("POST", "/rooms/{roomId}/join", a.auth(a.joinRoom))
 	c("POST", "/join/{roomIdOrAlias}", a.auth(a.joinRoom))
 	c("POST", "/rooms/{roomId}/leave", a.auth(a.leave))
-	c("POST", "/rooms/{roomId}/forget", a.auth(a.acceptEmpty))
+	c("POST", "/rooms/{roomId}/forget", a.auth(a.forget))
 	c("POST", "/rooms/{roomId}/kick", a.auth(a.kick))
 	c("POST", "/rooms/{roomId}/ban", a.auth(a.ban))
 	c("POST", "/rooms/{roomId}/unban", a.auth(a.unban))
