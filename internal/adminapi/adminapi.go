@@ -347,9 +347,11 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
+// writeErr writes a Matrix error. Not with RespError.Write: that adds
+// the Matrix API's open CORS headers, which the admin API must not send.
 func writeErr(w http.ResponseWriter, e mautrix.RespError) {
 	if e.StatusCode == 0 {
 		e.StatusCode = http.StatusBadRequest
 	}
-	e.Write(w)
+	writeJSON(w, e.StatusCode, &e)
 }

@@ -266,7 +266,8 @@ func (a *API) roomsErr(w http.ResponseWriter, r *http.Request, err error) {
 func WithCORS(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(r.URL.Path, "/_eimis/") {
-			next.ServeHTTP(w, r)
+			// mautrix's error writer adds the open headers by itself.
+			next.ServeHTTP(noCORSWriter{w}, r)
 			return
 		}
 		h := w.Header()
@@ -280,6 +281,33 @@ func WithCORS(next http.Handler) http.Handler {
 		next.ServeHTTP(w, r)
 	})
 }
+
+// noCORSWriter drops every Access-Control-* header before the response
+// leaves, whoever set it.
+type noCORSWriter struct{ http.ResponseWriter }
+
+func (w noCORSWriter) strip() {
+	h := w.ResponseWriter.Header()
+	for k := range h {
+		if strings.HasPrefix(k, "Access-Control-") {
+			delete(h, k)
+		}
+	}
+}
+
+func (w noCORSWriter) WriteHeader(code int) {
+	w.strip()
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w noCORSWriter) Write(b []byte) (int, error) {
+	w.strip()
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection (the bridge
+// socket hijacks it).
+func (w noCORSWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func (a *API) unrecognized(w http.ResponseWriter, r *http.Request) {
 	writeErr(w, mautrix.MUnrecognized.WithMessage("Unrecognized request"))
