@@ -73,7 +73,7 @@ func (a *API) createRoom(w http.ResponseWriter, r *http.Request, s identity.Sess
 		return
 	}
 	res, err := a.rooms.CreateRoom(r.Context(), rooms.CreateRequest{
-		Creator: s.UserID, CreatorDisplayName: acc.DisplayName, Version: id.RoomVersion(req.RoomVersion),
+		Creator: s.UserID, CreatorDisplayName: safeDisplayName(acc.DisplayName), Version: id.RoomVersion(req.RoomVersion),
 		Preset: preset, Name: req.Name, Topic: req.Topic, Alias: alias, Invite: invites, IsDirect: req.IsDirect,
 		InitialState: req.InitialState, CreationContent: req.CreationContent, PowerLevelOverride: req.PowerLevelContentOverride,
 	})

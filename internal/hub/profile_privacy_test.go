@@ -63,6 +63,12 @@ func TestProfileFieldsBounded(t *testing.T) {
 	if err := h.Store.SetAvatarURL(ctx, alice.UserID.Localpart(), "mxc://hub.test/"+strings.Repeat("a", 70_000)); err != nil {
 		t.Fatal(err)
 	}
+	if err := h.Store.SetDisplayName(ctx, alice.UserID.Localpart(), strings.Repeat("n", 70_000)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "private_chat"}); err != nil {
+		t.Fatalf("create a room with an over-long stored profile: %v", err)
+	}
 	room, err := bob.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "private_chat"})
 	if err != nil {
 		t.Fatal(err)
