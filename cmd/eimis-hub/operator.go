@@ -99,6 +99,7 @@ func openRegistry(ctx context.Context, cfg config.Config, stderr io.Writer) (*op
 		return nil, nil, err
 	}
 	reg := operators.New(st, log)
+	reg.SetOwnServerNames(cfg.ServerName)
 	// Changes made from the command line are audited here: the running
 	// hub only notices them later, without knowing who made them.
 	trail := audit.New(st, log, "cli")

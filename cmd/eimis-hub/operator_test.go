@@ -50,6 +50,8 @@ func TestOperatorCLI(t *testing.T) {
 		{"claimed server", []string{"add", "--data-dir", dir, "--id", "x", "--name", "X", "--server", "acme.example", "--contact", "a@x.example"}, "acme.example already belongs to operator acme"},
 		{"no server", []string{"add", "--data-dir", dir, "--id", "x", "--name", "X", "--contact", "a@x.example"}, "invalid --server"},
 		{"bad server", []string{"add", "--data-dir", dir, "--id", "x", "--name", "X", "--server", "X.Example", "--contact", "a@x.example"}, "lowercase"},
+		{"hub's own server", []string{"add", "--data-dir", dir, "--id", "x", "--name", "X", "--server", "localhost", "--contact", "a@x.example"}, "this hub's own server name"},
+		{"hub's own host, another port", []string{"add", "--data-dir", dir, "--id", "x", "--name", "X", "--server", "x.example", "--server", "localhost:8448", "--contact", "a@x.example"}, "this hub's own server name"},
 		{"bad id", []string{"add", "--data-dir", dir, "--id", "X", "--name", "X", "--server", "x.example", "--contact", "a@x.example"}, "invalid --id"},
 		{"no contact", []string{"add", "--data-dir", dir, "--id", "x", "--name", "X", "--server", "x.example"}, "invalid --contact"},
 		{"stray argument", []string{"add", "--data-dir", dir, "--id", "x", "--name", "X", "--server", "x.example", "--contact", "a@x.example", "extra"}, "unexpected argument"},

@@ -75,6 +75,15 @@ type adminHandler func(w http.ResponseWriter, r *http.Request, admin string)
 // admin authenticates every request before its handler runs.
 func (a *API) admin(h adminHandler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Has("access_token") {
+			// Whatever the Authenticator accepts: a token in the URL is
+			// logged by proxies and kept in browser history, and an admin
+			// token is the hub's most powerful credential.
+			a.log.Info("admin request refused", "errcode", mautrix.MMissingToken.ErrCode, "reason", "access_token in the URL", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
+			writeErr(w, mautrix.MMissingToken.WithStatus(http.StatusUnauthorized).
+				WithMessage("The admin API takes the access token in the Authorization header (Bearer), never in the URL"))
+			return
+		}
 		user, err := a.auth.AdminUser(r)
 		if err != nil {
 			if re, ok := asRespError(err); ok {
@@ -340,9 +349,11 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
+// writeErr writes a Matrix error. Not with RespError.Write: that adds
+// the Matrix API's open CORS headers, which the admin API must not send.
 func writeErr(w http.ResponseWriter, e mautrix.RespError) {
 	if e.StatusCode == 0 {
 		e.StatusCode = http.StatusBadRequest
 	}
-	e.Write(w)
+	writeJSON(w, e.StatusCode, &e)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"unicode/utf8"
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
@@ -230,6 +231,20 @@ func (a *API) registerAvailable(w http.ResponseWriter, r *http.Request) {
 			writeErr(w, mautrix.MExclusive.WithMessage("This user ID is reserved by application service %s", asID))
 			return
 		}
+	}
+	if a.cfg.ProfileRequiresAuth {
+		// The answer must not depend on whether the account exists, or
+		// anyone could list who works with the hub. Closed registration
+		// says so for every name; open registration says "available"
+		// for every valid name, as Synapse's inhibit_user_in_use_error
+		// does, so Element's sign-up form carries on and a taken name is
+		// refused at POST /register, where registration is rate-limited.
+		if !a.cfg.EnableRegistration {
+			writeErr(w, mautrix.MForbidden.WithMessage("Registration is disabled on this server"))
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]bool{"available": true})
+		return
 	}
 	if _, err := a.st.GetAccount(r.Context(), lp); err == nil {
 		writeErr(w, mautrix.MUserInUse.WithMessage("User ID already taken"))
@@ -473,41 +488,25 @@ func (a *API) putDevice(w http.ResponseWriter, r *http.Request, s identity.Sessi
 	writeErr(w, mautrix.MNotFound.WithMessage("Unknown device"))
 }
 
-func (a *API) profileOf(r *http.Request, userID string) (*store.Account, *mautrix.RespError) {
-	lp, err := a.ids.LocalpartOf(id.UserID(userID))
-	if err != nil {
-		e := mautrix.MNotFound.WithMessage("Profile not found")
-		return nil, &e
-	}
-	acc, err := a.st.GetAccount(r.Context(), lp)
-	if err != nil {
-		e := mautrix.MNotFound.WithMessage("Profile not found")
-		return nil, &e
-	}
-	return acc, nil
-}
-
 func profileJSON(acc *store.Account) map[string]any {
-	p := map[string]any{"displayname": acc.DisplayName}
-	if acc.AvatarURL != "" {
-		p["avatar_url"] = acc.AvatarURL
+	p := map[string]any{"displayname": safeDisplayName(acc.DisplayName)}
+	if av := safeAvatar(acc.AvatarURL); av != "" {
+		p["avatar_url"] = av
 	}
 	return p
 }
 
-func (a *API) getProfile(w http.ResponseWriter, r *http.Request) {
-	acc, e := a.profileOf(r, r.PathValue("userId"))
-	if e != nil {
-		writeErr(w, *e)
+func (a *API) getProfile(w http.ResponseWriter, r *http.Request, s *identity.Session) {
+	acc, ok := a.visibleProfile(w, r, s, r.PathValue("userId"))
+	if !ok {
 		return
 	}
 	writeJSON(w, http.StatusOK, profileJSON(acc))
 }
 
-func (a *API) getProfileField(w http.ResponseWriter, r *http.Request) {
-	acc, e := a.profileOf(r, r.PathValue("userId"))
-	if e != nil {
-		writeErr(w, *e)
+func (a *API) getProfileField(w http.ResponseWriter, r *http.Request, s *identity.Session) {
+	acc, ok := a.visibleProfile(w, r, s, r.PathValue("userId"))
+	if !ok {
 		return
 	}
 	field := r.PathValue("field")
@@ -530,7 +529,27 @@ func (a *API) putProfileField(w http.ResponseWriter, r *http.Request, s identity
 		writeErr(w, *e)
 		return
 	}
-	val, _ := body[field].(string)
+	if field != "displayname" && field != "avatar_url" {
+		writeErr(w, mautrix.MForbidden.WithMessage("Profile field %q cannot be set", field))
+		return
+	}
+	var val string
+	switch v := body[field].(type) {
+	case string:
+		val = v
+	case nil:
+		if _, present := body[field]; !present {
+			writeErr(w, MMissingParam.WithMessage("%s is required", field))
+			return
+		}
+	default:
+		writeErr(w, mautrix.MBadJSON.WithMessage("%s must be a string", field))
+		return
+	}
+	if e := checkProfileValue(field, val); e != nil {
+		writeErr(w, *e)
+		return
+	}
 	lp := s.UserID.Localpart()
 	if field == "displayname" && a.trust.Policy != nil {
 		if name, ok := a.trust.Policy.DisplayName(s.UserID); ok && val != name {
@@ -546,9 +565,6 @@ func (a *API) putProfileField(w http.ResponseWriter, r *http.Request, s identity
 		err = a.st.SetDisplayName(r.Context(), lp, val)
 	case "avatar_url":
 		err = a.st.SetAvatarURL(r.Context(), lp, val)
-	default:
-		writeErr(w, mautrix.MForbidden.WithMessage("Profile field %q cannot be set", field))
-		return
 	}
 	if err != nil {
 		a.internal(w, r, err)
@@ -584,11 +600,11 @@ func (a *API) putProfileField(w http.ResponseWriter, r *http.Request, s identity
 func memberContent(membership string, acc *store.Account, reason string) map[string]any {
 	c := map[string]any{"membership": membership}
 	if acc != nil {
-		if acc.DisplayName != "" {
-			c["displayname"] = acc.DisplayName
+		if name := safeDisplayName(acc.DisplayName); name != "" {
+			c["displayname"] = name
 		}
-		if acc.AvatarURL != "" {
-			c["avatar_url"] = acc.AvatarURL
+		if av := safeAvatar(acc.AvatarURL); av != "" {
+			c["avatar_url"] = av
 		}
 	}
 	if reason != "" {
@@ -606,8 +622,7 @@ func (a *API) noBackup(w http.ResponseWriter, r *http.Request, s identity.Sessio
 }
 
 func (a *API) postFilter(w http.ResponseWriter, r *http.Request, s identity.Session) {
-	if r.PathValue("userId") != string(s.UserID) {
-		writeErr(w, mautrix.MForbidden.WithMessage("Cannot create filters for other users"))
+	if !a.ownUserPath(w, r, s) {
 		return
 	}
 	var f map[string]any
@@ -616,6 +631,10 @@ func (a *API) postFilter(w http.ResponseWriter, r *http.Request, s identity.Sess
 		return
 	}
 	raw, _ := json.Marshal(f)
+	if _, e := parseFilter(raw); e != nil {
+		writeErr(w, *e)
+		return
+	}
 	fid, err := a.st.PutFilter(r.Context(), string(s.UserID), raw)
 	if err != nil {
 		a.internal(w, r, err)
@@ -625,8 +644,7 @@ func (a *API) postFilter(w http.ResponseWriter, r *http.Request, s identity.Sess
 }
 
 func (a *API) getFilter(w http.ResponseWriter, r *http.Request, s identity.Session) {
-	if r.PathValue("userId") != string(s.UserID) {
-		writeErr(w, mautrix.MForbidden.WithMessage("Cannot read filters of other users"))
+	if !a.ownUserPath(w, r, s) {
 		return
 	}
 	f, err := a.st.GetFilter(r.Context(), string(s.UserID), r.PathValue("filterId"))
@@ -642,8 +660,7 @@ func (a *API) getFilter(w http.ResponseWriter, r *http.Request, s identity.Sessi
 }
 
 func (a *API) getAccountData(w http.ResponseWriter, r *http.Request, s identity.Session) {
-	if r.PathValue("userId") != string(s.UserID) {
-		writeErr(w, mautrix.MForbidden.WithMessage("Cannot read account data of other users"))
+	if !a.ownUserPath(w, r, s) {
 		return
 	}
 	ad, err := a.st.GetAccountData(r.Context(), string(s.UserID), r.PathValue("roomId"), r.PathValue("type"))
@@ -659,8 +676,11 @@ func (a *API) getAccountData(w http.ResponseWriter, r *http.Request, s identity.
 }
 
 func (a *API) putAccountData(w http.ResponseWriter, r *http.Request, s identity.Session) {
-	if r.PathValue("userId") != string(s.UserID) {
-		writeErr(w, mautrix.MForbidden.WithMessage("Cannot set account data of other users"))
+	if !a.ownUserPath(w, r, s) {
+		return
+	}
+	if use, owned := serverOwnedAccountData[r.PathValue("type")]; owned {
+		writeErr(w, mautrix.MBadJSON.WithStatus(http.StatusMethodNotAllowed).WithMessage("Cannot set %s through this API: %s", r.PathValue("type"), use))
 		return
 	}
 	var content map[string]any
@@ -699,6 +719,9 @@ func (a *API) tags(r *http.Request, s identity.Session) (map[string]any, error) 
 }
 
 func (a *API) getTags(w http.ResponseWriter, r *http.Request, s identity.Session) {
+	if !a.ownUserPath(w, r, s) {
+		return
+	}
 	tags, err := a.tags(r, s)
 	if err != nil {
 		a.internal(w, r, err)
@@ -708,23 +731,31 @@ func (a *API) getTags(w http.ResponseWriter, r *http.Request, s identity.Session
 }
 
 func (a *API) putTag(w http.ResponseWriter, r *http.Request, s identity.Session) {
+	if !a.ownUserPath(w, r, s) {
+		return
+	}
 	var body map[string]any
 	if e := decodeJSON(r, &body); e != nil {
 		writeErr(w, *e)
 		return
 	}
+	if order, ok := body["order"]; ok {
+		if !isJSONNumber(order) {
+			writeErr(w, mautrix.MBadJSON.WithMessage("order must be a number"))
+			return
+		}
+	}
 	a.changeTag(w, r, s, body)
 }
 
 func (a *API) deleteTag(w http.ResponseWriter, r *http.Request, s identity.Session) {
+	if !a.ownUserPath(w, r, s) {
+		return
+	}
 	a.changeTag(w, r, s, nil)
 }
 
 func (a *API) changeTag(w http.ResponseWriter, r *http.Request, s identity.Session, val map[string]any) {
-	if r.PathValue("userId") != string(s.UserID) {
-		writeErr(w, mautrix.MForbidden.WithMessage("Cannot tag rooms of other users"))
-		return
-	}
 	tags, err := a.tags(r, s)
 	if err != nil {
 		a.internal(w, r, err)
@@ -754,13 +785,20 @@ func (a *API) userDirectorySearch(w http.ResponseWriter, r *http.Request, s iden
 		writeErr(w, *e)
 		return
 	}
-	term := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(req.SearchTerm), "@"))
-	if term == "" {
-		writeErr(w, MMissingParam.WithMessage("search_term is required"))
+	if utf8.RuneCountInString(req.SearchTerm) > MaxSearchTermRunes {
+		writeErr(w, mautrix.MInvalidParam.WithMessage("search_term is longer than %d characters", MaxSearchTermRunes))
 		return
 	}
-	if lp, _, ok := strings.Cut(term, ":"); ok {
-		term = lp // a full user ID searches by its localpart
+	term := searchTerm(req.SearchTerm)
+	if term == "" {
+		if strings.TrimSpace(req.SearchTerm) == "" {
+			writeErr(w, MMissingParam.WithMessage("search_term is required"))
+			return
+		}
+		// "@", ":" and the like: nothing to look for, and certainly not
+		// everyone (an empty term matches every account).
+		writeJSON(w, http.StatusOK, map[string]any{"results": []any{}, "limited": false})
+		return
 	}
 	limit := req.Limit
 	if limit <= 0 {

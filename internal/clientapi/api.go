@@ -41,6 +41,10 @@ type Config struct {
 	ServerName         string
 	PublicBaseURL      string
 	EnableRegistration bool
+	// ProfileRequiresAuth keeps unauthenticated callers from learning who
+	// has an account: GET /profile needs an access token, and
+	// /register/available answers alike for every valid username.
+	ProfileRequiresAuth bool
 }
 
 // Readiness reports whether dependencies are reachable.
@@ -265,9 +269,18 @@ func (a *API) roomsErr(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 // WithCORS lets browser clients (Element Web) call the API from another
-// origin, as the spec requires of homeservers.
+// origin, as the spec requires of homeservers. The hub's own paths under
+// /_eimis/ (the admin API, the bridge socket, health and the Pro Santé
+// Connect callback) are no Matrix endpoints and stay closed to other
+// origins: a page a server admin happens to visit must not be able to
+// drive the admin API with a token it got hold of.
 func WithCORS(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/_eimis/") {
+			// mautrix's error writer adds the open headers by itself.
+			next.ServeHTTP(noCORSWriter{w}, r)
+			return
+		}
 		h := w.Header()
 		h.Set("Access-Control-Allow-Origin", "*")
 		h.Set("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS")
@@ -279,6 +292,33 @@ func WithCORS(next http.Handler) http.Handler {
 		next.ServeHTTP(w, r)
 	})
 }
+
+// noCORSWriter drops every Access-Control-* header before the response
+// leaves, whoever set it.
+type noCORSWriter struct{ http.ResponseWriter }
+
+func (w noCORSWriter) strip() {
+	h := w.ResponseWriter.Header()
+	for k := range h {
+		if strings.HasPrefix(k, "Access-Control-") {
+			delete(h, k)
+		}
+	}
+}
+
+func (w noCORSWriter) WriteHeader(code int) {
+	w.strip()
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w noCORSWriter) Write(b []byte) (int, error) {
+	w.strip()
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection (the bridge
+// socket hijacks it).
+func (w noCORSWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func (a *API) unrecognized(w http.ResponseWriter, r *http.Request) {
 	writeErr(w, mautrix.MUnrecognized.WithMessage("Unrecognized request"))

@@ -57,7 +57,11 @@ func (a *API) createRoom(w http.ResponseWriter, r *http.Request, s identity.Sess
 	}
 	var alias id.RoomAlias
 	if req.RoomAliasName != "" {
-		alias = id.NewRoomAlias(req.RoomAliasName, a.cfg.ServerName)
+		var e *mautrix.RespError
+		if alias, e = a.aliasFromName(req.RoomAliasName); e != nil {
+			writeErr(w, *e)
+			return
+		}
 		if _, err := a.st.ResolveAlias(r.Context(), string(alias)); err == nil {
 			writeErr(w, mautrix.MRoomInUse.WithMessage("Room alias already taken"))
 			return
@@ -69,7 +73,7 @@ func (a *API) createRoom(w http.ResponseWriter, r *http.Request, s identity.Sess
 		return
 	}
 	res, err := a.rooms.CreateRoom(r.Context(), rooms.CreateRequest{
-		Creator: s.UserID, CreatorDisplayName: acc.DisplayName, Version: id.RoomVersion(req.RoomVersion),
+		Creator: s.UserID, CreatorDisplayName: safeDisplayName(acc.DisplayName), Version: id.RoomVersion(req.RoomVersion),
 		Preset: preset, Name: req.Name, Topic: req.Topic, Alias: alias, Invite: invites, IsDirect: req.IsDirect,
 		InitialState: req.InitialState, CreationContent: req.CreationContent, PowerLevelOverride: req.PowerLevelContentOverride,
 	})
@@ -207,19 +211,21 @@ func (a *API) leave(w http.ResponseWriter, r *http.Request, s identity.Session) 
 }
 
 func (a *API) kick(w http.ResponseWriter, r *http.Request, s identity.Session) {
-	if req, ok := a.decodeTarget(w, r); ok {
+	if req, ok := a.decodeTarget(w, r); ok && a.checkTarget(w, r, s, req, "join", "invite", "knock") {
 		a.member(w, r, s, id.RoomID(r.PathValue("roomId")), id.UserID(req.UserID), "leave", req.Reason)
 	}
 }
 
+// ban needs no target check: the spec lets a room ban someone who never
+// joined.
 func (a *API) ban(w http.ResponseWriter, r *http.Request, s identity.Session) {
-	if req, ok := a.decodeTarget(w, r); ok {
+	if req, ok := a.decodeTarget(w, r); ok && validTarget(w, req) {
 		a.member(w, r, s, id.RoomID(r.PathValue("roomId")), id.UserID(req.UserID), "ban", req.Reason)
 	}
 }
 
 func (a *API) unban(w http.ResponseWriter, r *http.Request, s identity.Session) {
-	if req, ok := a.decodeTarget(w, r); ok {
+	if req, ok := a.decodeTarget(w, r); ok && a.checkTarget(w, r, s, req, "ban") {
 		a.member(w, r, s, id.RoomID(r.PathValue("roomId")), id.UserID(req.UserID), "leave", req.Reason)
 	}
 }
@@ -304,51 +310,6 @@ func (a *API) syncHandler(w http.ResponseWriter, r *http.Request, s identity.Ses
 		return
 	}
 	writeJSON(w, http.StatusOK, resp)
-}
-
-// timelineLimit reads room.timeline.limit from an inline or stored filter.
-func (a *API) timelineLimit(r *http.Request, s identity.Session, f string) (int, *mautrix.RespError) {
-	if strings.HasPrefix(strings.TrimSpace(f), "{") {
-		return parseTimelineLimit([]byte(f))
-	}
-	key := [2]string{string(s.UserID), f}
-	a.filterMu.Lock()
-	limit, ok := a.filters[key]
-	a.filterMu.Unlock()
-	if ok {
-		return limit, nil
-	}
-	stored, err := a.st.GetFilter(r.Context(), string(s.UserID), f)
-	if err != nil {
-		e := mautrix.MInvalidParam.WithMessage("Unknown filter %q", f)
-		return 0, &e
-	}
-	limit, e := parseTimelineLimit(stored)
-	if e != nil {
-		return 0, e
-	}
-	a.filterMu.Lock()
-	if len(a.filters) >= 100_000 {
-		clear(a.filters) // bounded; entries are cheap to reload
-	}
-	a.filters[key] = limit
-	a.filterMu.Unlock()
-	return limit, nil
-}
-
-func parseTimelineLimit(raw []byte) (int, *mautrix.RespError) {
-	var filter struct {
-		Room struct {
-			Timeline struct {
-				Limit int `json:"limit"`
-			} `json:"timeline"`
-		} `json:"room"`
-	}
-	if err := json.Unmarshal(raw, &filter); err != nil {
-		e := mautrix.MBadJSON.WithMessage("Malformed filter: %s", err.Error())
-		return 0, &e
-	}
-	return min(filter.Room.Timeline.Limit, 1000), nil
 }
 
 func (a *API) joinedRooms(w http.ResponseWriter, r *http.Request, s identity.Session) {
@@ -615,12 +576,20 @@ func (a *API) receipt(w http.ResponseWriter, r *http.Request, s identity.Session
 	}
 	typ := r.PathValue("receiptType")
 	roomID := r.PathValue("roomId")
-	if typ == "m.fully_read" {
-		a.fullyRead(w, r, s, roomID, r.PathValue("eventId"))
+	if typ != "m.read" && typ != "m.read.private" && typ != "m.fully_read" {
+		writeErr(w, mautrix.MInvalidParam.WithMessage("Unknown receipt type %q", typ))
 		return
 	}
-	if typ != "m.read" && typ != "m.read.private" {
-		writeErr(w, mautrix.MInvalidParam.WithMessage("Unknown receipt type %q", typ))
+	if !validEventID(r.PathValue("eventId")) {
+		writeErr(w, mautrix.MInvalidParam.WithMessage("Invalid event ID"))
+		return
+	}
+	if err := a.mustBeJoined(r, roomID, s); err != nil {
+		a.roomsErr(w, r, err)
+		return
+	}
+	if typ == "m.fully_read" {
+		a.fullyRead(w, r, s, roomID, r.PathValue("eventId"))
 		return
 	}
 	if err := a.putReceipt(r, s, roomID, typ, r.PathValue("eventId")); err != nil {
@@ -630,10 +599,9 @@ func (a *API) receipt(w http.ResponseWriter, r *http.Request, s identity.Session
 	writeJSON(w, http.StatusOK, map[string]any{})
 }
 
+// putReceipt stores a receipt; the caller has checked that the user is
+// joined to the room.
 func (a *API) putReceipt(r *http.Request, s identity.Session, roomID, typ, eventID string) error {
-	if err := a.mustBeJoined(r, roomID, s); err != nil {
-		return err
-	}
 	if _, err := a.st.PutReceipt(r.Context(), store.Receipt{
 		RoomID: roomID, UserID: string(s.UserID), Type: typ, EventID: eventID, TS: time.Now().UnixMilli(),
 	}); err != nil {
@@ -649,12 +617,38 @@ func (a *API) fullyRead(w http.ResponseWriter, r *http.Request, s identity.Sessi
 }
 
 func (a *API) readMarkers(w http.ResponseWriter, r *http.Request, s identity.Session) {
-	var req map[string]string
-	if e := decodeJSON(r, &req); e != nil {
+	var body map[string]any
+	if e := decodeJSON(r, &body); e != nil {
 		writeErr(w, *e)
 		return
 	}
+	// Other keys (Element long sent "m.hidden": false) are ignored; the
+	// markers themselves must be event IDs.
+	req := map[string]string{}
+	for _, typ := range []string{"m.fully_read", "m.read", "m.read.private"} {
+		switch v := body[typ].(type) {
+		case nil:
+		case string:
+			if v == "" {
+				break
+			}
+			if !validEventID(v) {
+				writeErr(w, mautrix.MInvalidParam.WithMessage("%s must be an event ID", typ))
+				return
+			}
+			req[typ] = v
+		default:
+			writeErr(w, mautrix.MBadJSON.WithMessage("%s must be an event ID", typ))
+			return
+		}
+	}
 	roomID := r.PathValue("roomId")
+	// Before anything is stored: the fully-read marker is account data,
+	// which has no membership check of its own.
+	if err := a.mustBeJoined(r, roomID, s); err != nil {
+		a.roomsErr(w, r, err)
+		return
+	}
 	for _, typ := range []string{"m.read", "m.read.private"} {
 		if ev := req[typ]; ev != "" {
 			if err := a.putReceipt(r, s, roomID, typ, ev); err != nil {
@@ -665,58 +659,6 @@ func (a *API) readMarkers(w http.ResponseWriter, r *http.Request, s identity.Ses
 	}
 	if ev := req["m.fully_read"]; ev != "" {
 		a.fullyRead(w, r, s, roomID, ev)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{})
-}
-
-func (a *API) getAlias(w http.ResponseWriter, r *http.Request) {
-	roomID, err := a.st.ResolveAlias(r.Context(), r.PathValue("alias"))
-	if errors.Is(err, store.ErrNotFound) {
-		writeErr(w, mautrix.MNotFound.WithMessage("Room alias not found"))
-		return
-	} else if err != nil {
-		a.internal(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"room_id": roomID, "servers": []string{a.cfg.ServerName}})
-}
-
-func (a *API) putAlias(w http.ResponseWriter, r *http.Request, s identity.Session) {
-	var req struct {
-		RoomID string `json:"room_id"`
-	}
-	if e := decodeJSON(r, &req); e != nil {
-		writeErr(w, *e)
-		return
-	}
-	alias := id.RoomAlias(r.PathValue("alias"))
-	if _, hs, _ := strings.Cut(string(alias), ":"); hs != a.cfg.ServerName {
-		writeErr(w, mautrix.MInvalidParam.WithMessage("Alias must be on this server"))
-		return
-	}
-	if err := a.mustBeJoined(r, req.RoomID, s); err != nil {
-		a.roomsErr(w, r, err)
-		return
-	}
-	err := a.st.PutAlias(r.Context(), string(alias), req.RoomID, string(s.UserID))
-	if errors.Is(err, store.ErrExists) {
-		writeErr(w, mautrix.MUnknown.WithStatus(http.StatusConflict).WithMessage("Room alias already exists"))
-		return
-	} else if err != nil {
-		a.internal(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{})
-}
-
-func (a *API) deleteAlias(w http.ResponseWriter, r *http.Request, s identity.Session) {
-	if !s.Admin {
-		writeErr(w, mautrix.MForbidden.WithMessage("Only server admins can delete aliases"))
-		return
-	}
-	if err := a.st.DeleteAlias(r.Context(), r.PathValue("alias")); err != nil {
-		a.internal(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{})

@@ -43,8 +43,8 @@ func (a *API) routes(mux *http.ServeMux) {
 	c("GET", "/devices", a.auth(a.listDevices))
 	c("GET", "/devices/{deviceId}", a.auth(a.getDevice))
 	c("PUT", "/devices/{deviceId}", a.auth(a.putDevice))
-	c("GET", "/profile/{userId}", a.getProfile)
-	c("GET", "/profile/{userId}/{field}", a.getProfileField)
+	c("GET", "/profile/{userId}", a.optionalAuth(a.getProfile))
+	c("GET", "/profile/{userId}/{field}", a.optionalAuth(a.getProfileField))
 	c("PUT", "/profile/{userId}/{field}", act(audit.ActionProfileUpdate, a.auth(a.putProfileField)))
 
 	// Client configuration.
@@ -83,7 +83,7 @@ func (a *API) routes(mux *http.ServeMux) {
 	c("POST", "/rooms/{roomId}/join", act(audit.ActionRoomJoin, a.auth(a.joinRoom)))
 	c("POST", "/join/{roomIdOrAlias}", act(audit.ActionRoomJoin, a.auth(a.joinRoom)))
 	c("POST", "/rooms/{roomId}/leave", act(audit.ActionRoomLeave, a.auth(a.leave)))
-	c("POST", "/rooms/{roomId}/forget", a.auth(a.acceptEmpty))
+	c("POST", "/rooms/{roomId}/forget", a.auth(a.forget))
 	c("POST", "/rooms/{roomId}/kick", act(audit.ActionRoomKick, a.auth(a.kick)))
 	c("POST", "/rooms/{roomId}/ban", act(audit.ActionRoomBan, a.auth(a.ban)))
 	c("POST", "/rooms/{roomId}/unban", act(audit.ActionRoomUnban, a.auth(a.unban)))

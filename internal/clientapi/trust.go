@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"regexp"
+	"strings"
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
@@ -168,6 +169,11 @@ func actorOf(r *http.Request) string {
 // AdminUser authenticates a request to the admin API: a valid access token
 // of a server admin account (eimis-hub user create --kind admin).
 func (a *API) AdminUser(r *http.Request) (string, error) {
+	// Admin tokens travel in the Authorization header only: a token in
+	// the URL ends up in proxy logs and browser history.
+	if r.URL.Query().Has("access_token") || !strings.HasPrefix(r.Header.Get("Authorization"), "Bearer ") {
+		return "", mautrix.MMissingToken.WithMessage("The admin API takes the access token in the Authorization header (Bearer), never in the URL")
+	}
 	s, err := a.session(r)
 	if err != nil {
 		return "", err

@@ -118,6 +118,15 @@ type Config struct {
 	MediaDir string `yaml:"media_dir"`
 	// MediaMaxUploadBytes bounds one upload (M_TOO_LARGE above it).
 	MediaMaxUploadBytes int `yaml:"media_max_upload_bytes"`
+	// ProfileRequiresAuth keeps unauthenticated callers from learning who
+	// has an account (Synapse's require_auth_for_profile_requests):
+	// GET /profile needs an access token, and /register/available answers
+	// the same for every valid username.
+	ProfileRequiresAuth bool `yaml:"profile_requires_auth"`
+	// RequestBodyTimeout is how long a client may take to send a request
+	// body, per 64 KiB: a small body must arrive within it, a large upload
+	// must keep that pace. 0 disables it.
+	RequestBodyTimeout time.Duration `yaml:"request_body_timeout"`
 }
 
 // Professions returns AllowedProfessions as a list.
@@ -159,6 +168,11 @@ func Defaults() Config {
 		// Scanned reports and photos of wounds fit; videos do not belong
 		// in a care conversation's attachments.
 		MediaMaxUploadBytes: 50 << 20,
+		ProfileRequiresAuth: true,
+		// A person's client sends a JSON body in milliseconds and an
+		// upload at far more than 64 KiB in 30 s (about 2 KiB/s); a client
+		// trickling slower holds a connection for nothing.
+		RequestBodyTimeout: 30 * time.Second,
 	}
 }
 

@@ -71,6 +71,8 @@ func TestDefaultsWorkWithoutConfiguration(t *testing.T) {
 		AuditRetention:            183 * 24 * time.Hour,
 		MediaDir:                  filepath.Join("data", "media"),
 		MediaMaxUploadBytes:       50 << 20,
+		ProfileRequiresAuth:       true,
+		RequestBodyTimeout:        30 * time.Second,
 	}
 	if c != want {
 		t.Errorf("Load(\"\", nil) =\n%+v\nwant\n%+v", c, want)
@@ -121,6 +123,8 @@ func TestLoadValidFile(t *testing.T) {
 		AuditRetention:            183 * 24 * time.Hour,
 		MediaDir:                  "/var/lib/eimis/media",
 		MediaMaxUploadBytes:       50 << 20,
+		ProfileRequiresAuth:       false,
+		RequestBodyTimeout:        time.Minute,
 	}
 	if c != want {
 		t.Errorf("got\n%+v\nwant\n%+v", c, want)
@@ -447,6 +451,8 @@ func TestVerify(t *testing.T) {
 		{"log level upper case", func(c *Config) { c.LogLevel = "WARN" }, ""},
 		{"log level unknown", func(c *Config) { c.LogLevel = "trace" }, "log_level"},
 		{"log format unknown", func(c *Config) { c.LogFormat = "logfmt" }, "log_format"},
+		{"body timeout off", func(c *Config) { c.RequestBodyTimeout = 0 }, ""},
+		{"negative body timeout", func(c *Config) { c.RequestBodyTimeout = -time.Second }, "request_body_timeout"},
 		{"zero sync timeout", func(c *Config) { c.SyncMaxTimeout = 0 }, ""},
 		{"negative sync timeout", func(c *Config) { c.SyncMaxTimeout = -time.Second }, "sync_max_timeout"},
 		{"stream age forever", func(c *Config) { c.NATSStreamMaxAge = 0 }, ""},

@@ -114,6 +114,12 @@ var settings = []setting{
 	{"audit_retention", "EIMIS_AUDIT_RETENTION", "audit-retention",
 		"how long audit entries are kept before the purge (the chain stays verifiable); 0 keeps them forever",
 		func(c *Config) any { return &c.AuditRetention }},
+	{"profile_requires_auth", "EIMIS_PROFILE_REQUIRES_AUTH", "profile-requires-auth",
+		"hide who has an account from unauthenticated callers: GET /profile needs an access token and /register/available answers alike for every valid username",
+		func(c *Config) any { return &c.ProfileRequiresAuth }},
+	{"request_body_timeout", "EIMIS_REQUEST_BODY_TIMEOUT", "request-body-timeout",
+		"longest a client may take to send a request body, per 64 KiB (a slower client is cut off); 0 disables",
+		func(c *Config) any { return &c.RequestBodyTimeout }},
 }
 
 func settingBy(match func(setting) bool) (setting, bool) {

@@ -66,6 +66,9 @@ func (c Config) problems() Problems {
 	default:
 		add("log_format: %q is not one of text, json", c.LogFormat)
 	}
+	if c.RequestBodyTimeout < 0 {
+		add("request_body_timeout: must not be negative (got %s; 0 disables it)", c.RequestBodyTimeout)
+	}
 	if c.SyncMaxTimeout < 0 {
 		add("sync_max_timeout: must not be negative (got %s)", c.SyncMaxTimeout)
 	}

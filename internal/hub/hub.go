@@ -249,6 +249,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (h *Hub, err
 	h.unsubRevoked = unsubRevoked
 	api := clientapi.New(clientapi.Config{
 		ServerName: cfg.ServerName, PublicBaseURL: cfg.PublicBaseURL, EnableRegistration: cfg.EnableRegistration,
+		ProfileRequiresAuth: cfg.ProfileRequiresAuth,
 	}, h.Store, h.IDs, identity.NewSharedSecretRegistrar(cfg.RegistrationSharedSecret), h.Rooms, h.Sync,
 		log.With("component", "clientapi"), map[string]clientapi.Readiness{"store": h.Store, "nats": h.Bus, "directory": h.Trust})
 	var pscProvider *psc.Provider
@@ -269,6 +270,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (h *Hub, err
 	api.SetAppservices(h.Appservices)
 
 	h.Operators = operators.New(h.Store, log.With("component", "operators"))
+	h.Operators.SetOwnServerNames(cfg.ServerName)
 	if err := h.Operators.Load(ctx); err != nil {
 		return nil, fmt.Errorf("operators: %w", err)
 	}
@@ -317,7 +319,8 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (h *Hub, err
 	adminapi.New(h.Operators, api, log.With("component", "adminapi")).Register(mux)
 	mux.Handle("GET /metrics", metricsHandler)
 	mux.Handle("GET "+gateway.Path, h.Bridges)
-	h.Handler = clientapi.WithRequestID(clientapi.WithCORS(metrics.Middleware(func(r *http.Request) string { return r.Pattern }, mux)))
+	h.Handler = withBodyDeadline(cfg.RequestBodyTimeout,
+		clientapi.WithRequestID(clientapi.WithCORS(metrics.Middleware(func(r *http.Request) string { return r.Pattern }, mux))))
 	return h, nil
 }
 

@@ -81,6 +81,9 @@ type Registry struct {
 
 	hooksMu sync.Mutex
 	hooks   []func(Change)
+
+	// own are the hub's own server names, which no operator may claim.
+	own atomic.Pointer[[]string]
 }
 
 // snapshot is immutable once published: a change builds a new one.
@@ -123,6 +126,15 @@ func New(st store.OperatorStore, log *slog.Logger) *Registry {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Registry{st: st, log: log.With("component", "operators")}
+}
+
+// SetOwnServerNames names the hub's own server names: Add refuses an
+// operator claiming one of them (or the same host on another port), since
+// the hub's traffic would then pass for that operator's, and the
+// operator's for the hub's.
+func (r *Registry) SetOwnServerNames(names ...string) {
+	own := slices.Clone(names)
+	r.own.Store(&own)
 }
 
 // OnChange registers fn to run after each status change or addition, in
@@ -286,6 +298,11 @@ func (r *Registry) Add(ctx context.Context, o Operator, actor string) (*Operator
 	o, err := normalize(o)
 	if err != nil {
 		return nil, err
+	}
+	if own := r.own.Load(); own != nil {
+		if err := notOwnServer(o.ServerNames, *own); err != nil {
+			return nil, err
+		}
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()

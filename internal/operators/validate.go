@@ -265,3 +265,30 @@ func validateReason(reason string, required bool) (string, error) {
 	reason = strings.TrimSpace(reason)
 	return reason, validateText(FieldReason, reason, maxReasonLen, required)
 }
+
+// notOwnServer refuses server names naming the hub itself: the same
+// host, whatever the port, compared without regard to case.
+func notOwnServer(servers, own []string) error {
+	for _, s := range servers {
+		for _, o := range own {
+			if o != "" && strings.EqualFold(serverHost(s), serverHost(o)) {
+				return invalid(FieldServerNames, "%q is this hub's own server name (%s): an operator cannot claim it", s, o)
+			}
+		}
+	}
+	return nil
+}
+
+// serverHost is a server name without its port.
+func serverHost(s string) string {
+	if strings.HasPrefix(s, "[") {
+		if end := strings.IndexByte(s, ']'); end > 0 {
+			return s[:end+1]
+		}
+		return s
+	}
+	if i := strings.LastIndexByte(s, ':'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}

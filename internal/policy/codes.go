@@ -34,6 +34,8 @@ const (
 	PSCInvalidToken      Code = "EIMIS_PSC_INVALID_TOKEN"
 	PSCProviderError     Code = "EIMIS_PSC_PROVIDER_ERROR"
 	PSCError             Code = "EIMIS_PSC_ERROR"
+	// NotYourData: filters, account data and tags are the caller's own.
+	NotYourData Code = "EIMIS_NOT_YOUR_DATA"
 )
 
 // messages are the human texts; %s is the subject (an idNat or user ID).
@@ -56,4 +58,5 @@ var messages = map[Code]string{
 	PSCInvalidToken:      "the Pro Santé Connect token is invalid%.0s",
 	PSCProviderError:     "Pro Santé Connect could not be reached or answered wrongly%.0s",
 	PSCError:             "the Pro Santé Connect login failed%.0s",
+	NotYourData:          "%s is another user: filters, account data and tags are your own",
 }
