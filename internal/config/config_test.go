@@ -72,6 +72,7 @@ func TestDefaultsWorkWithoutConfiguration(t *testing.T) {
 		MediaDir:                  filepath.Join("data", "media"),
 		MediaMaxUploadBytes:       50 << 20,
 	}
+	setDefaultRateLimits(&want)
 	if c != want {
 		t.Errorf("Load(\"\", nil) =\n%+v\nwant\n%+v", c, want)
 	}
@@ -122,6 +123,7 @@ func TestLoadValidFile(t *testing.T) {
 		MediaDir:                  "/var/lib/eimis/media",
 		MediaMaxUploadBytes:       50 << 20,
 	}
+	setDefaultRateLimits(&want)
 	if c != want {
 		t.Errorf("got\n%+v\nwant\n%+v", c, want)
 	}

@@ -23,6 +23,12 @@ const (
 	AdminAccount Code = "EIMIS_ADMIN_ACCOUNT"
 	// DisplayNameLocked: display names come from the health directory.
 	DisplayNameLocked Code = "EIMIS_DISPLAY_NAME_FROM_DIRECTORY"
+	// RateLimited: a rate limit refused the request (429
+	// M_LIMIT_EXCEEDED with retry_after_ms on the Client-Server API).
+	RateLimited Code = "EIMIS_RATE_LIMITED"
+	// BadCredentials: a password login failed (audited with the account
+	// named, never the password).
+	BadCredentials Code = "EIMIS_BAD_CREDENTIALS"
 )
 
 // messages are the human texts; %s is the subject (an idNat or user ID).
@@ -36,4 +42,6 @@ var messages = map[Code]string{
 	ResponsibleRefused:   "%s: the practitioner responsible for this account is not authorised on this hub",
 	AdminAccount:         "%s is an administration account and cannot take part in conversations",
 	DisplayNameLocked:    "the display name of %s comes from the health directory and cannot be changed",
+	RateLimited:          "too many requests from %s; retry later",
+	BadCredentials:       "invalid username or password for %s",
 }
