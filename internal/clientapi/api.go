@@ -17,8 +17,10 @@ import (
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/eimis-hub/eimis/internal/door"
 	"github.com/eimis-hub/eimis/internal/identity"
 	"github.com/eimis-hub/eimis/internal/policy"
+	"github.com/eimis-hub/eimis/internal/ratelimit"
 	"github.com/eimis-hub/eimis/internal/rooms"
 	"github.com/eimis-hub/eimis/internal/store"
 	"github.com/eimis-hub/eimis/internal/syncapi"
@@ -68,6 +70,11 @@ type API struct {
 	// appservices authenticates application services; nil when the API
 	// runs without them.
 	appservices Appservices
+
+	// limits are the rate limits (limits.go); nil limits nothing.
+	limits *ratelimit.Limits
+	// refusals is the one path refusals take; nil records nothing.
+	refusals door.Recorder
 }
 
 // Appservices is the Application Service API's side of authentication

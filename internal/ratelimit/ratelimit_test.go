@@ -204,7 +204,7 @@ func TestLongKeysAreHashed(t *testing.T) {
 	if !l.Allow(long).OK || l.Allow(long).OK {
 		t.Fatal("a long key must still have its bucket")
 	}
-	if l.Allow(long+"y").OK != true {
+	if !l.Allow(long + "y").OK {
 		t.Fatal("two long keys must not share a bucket")
 	}
 	for i := range l.shards {
