@@ -28,12 +28,14 @@ import (
 	"github.com/eimis-hub/eimis/internal/config"
 	"github.com/eimis-hub/eimis/internal/directory"
 	"github.com/eimis-hub/eimis/internal/directory/fhir"
+	"github.com/eimis-hub/eimis/internal/door"
 	"github.com/eimis-hub/eimis/internal/identity"
 	"github.com/eimis-hub/eimis/internal/media"
 	"github.com/eimis-hub/eimis/internal/operators"
 	"github.com/eimis-hub/eimis/internal/outbox"
 	"github.com/eimis-hub/eimis/internal/policy"
 	"github.com/eimis-hub/eimis/internal/psc"
+	"github.com/eimis-hub/eimis/internal/ratelimit"
 	"github.com/eimis-hub/eimis/internal/rooms"
 	"github.com/eimis-hub/eimis/internal/signingkey"
 	"github.com/eimis-hub/eimis/internal/store"
@@ -83,6 +85,11 @@ type Hub struct {
 
 	// Appservices is the Matrix Application Service API (bridges).
 	Appservices *appservice.Service
+
+	// Limits are this instance's rate limits (limits.go); Refusals is
+	// the one path every refusal takes.
+	Limits   *ratelimit.Limits
+	Refusals door.Recorder
 
 	appservicesDone chan struct{}
 
@@ -263,6 +270,9 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (h *Hub, err
 	}
 	api.SetTrust(ct)
 	api.SetAppservices(h.Appservices)
+	if err := h.setLimits(cfg, api, metrics); err != nil {
+		return nil, fmt.Errorf("rate limits: %w", err)
+	}
 
 	h.Operators = operators.New(h.Store, log.With("component", "operators"))
 	if err := h.Operators.Load(ctx); err != nil {
@@ -284,6 +294,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (h *Hub, err
 		return nil, fmt.Errorf("media store: %w", err)
 	}
 	h.Media = media.New(mediaStore, media.Config{ServerName: cfg.ServerName, MaxUploadBytes: int64(cfg.MediaMaxUploadBytes)}, log.With("component", "media"))
+	h.Media.SetUploadGate(h.uploadGate(api))
 	var verifyProof func(ctx context.Context, idNat, proof string) error
 	if cfg.BridgeRequirePSCProof {
 		verifyProof = func(ctx context.Context, idNat, proof string) error {
@@ -302,6 +313,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (h *Hub, err
 		ServerName:     cfg.ServerName, Store: h.Store, Rooms: h.Rooms, Policy: h.Policy, IDs: h.IDs,
 		Operators: h.Operators, Feeds: h.Bus, Ephemeral: h.Sync, Search: h.searchDirectory,
 		Retention: cfg.NATSStreamMaxAge, Log: log.With("component", "bridges"), Media: bridgeMedia{h.Media},
+		RateLimit: bridgeLimits{h},
 	}); err != nil {
 		return nil, fmt.Errorf("bridge gateway: %w", err)
 	}
