@@ -126,7 +126,7 @@ var settings = []setting{
 		"password login attempts per account",
 		func(c *Config) any { return &c.RCLoginAccount }},
 	{"rc_login_failed", "EIMIS_RC_LOGIN_FAILED", "rc-login-failed",
-		"wrong passwords per account: burst n tolerated in a row, then a lockout of 1/rate doubling with each further failure",
+		"wrong passwords per account: after burst n in a row, password logins are locked for 1/rate, doubling with each further failure",
 		func(c *Config) any { return &c.RCLoginFailed }},
 	{"rc_login_failed_max_lockout", "EIMIS_RC_LOGIN_FAILED_MAX_LOCKOUT", "rc-login-failed-max-lockout",
 		"longest lockout after wrong passwords",

@@ -11,9 +11,9 @@ import (
 // failed password logins of one account (Synapse's
 // rc_login.failed_attempts, with a growing lockout).
 //
-// Rate{PerSecond, Burst} reads as: Burst failures in a row are tolerated;
-// the Burst-th locks the key for 1/PerSecond seconds; every further
-// failure doubles the lockout, up to the maximum. A success (Reset) or a
+// Rate{PerSecond, Burst} reads as: the Burst-th failure in a row locks
+// the key for 1/PerSecond seconds; every further failure doubles the
+// lockout, up to the maximum. A success (Reset) or a
 // quiet spell of twice the maximum forgets the failures.
 type Backoff struct {
 	threshold int
