@@ -43,7 +43,8 @@ esac
 (cd "$root" && go build -o "$work/bin/" ./cmd/eimis-hub ./cmd/eimis-bench)
 port=$(free_port)
 pprof_port=$(free_port)
-args=(serve --data-dir "$work/data" --listen "127.0.0.1:$port" --log-level warn)
+# Rate limits off: the benchmark binds and sends at machine speed.
+args=(serve --data-dir "$work/data" --listen "127.0.0.1:$port" --log-level warn --rate-limits=false)
 
 if [ "$dialect" = postgres ]; then
   pg_bin=$(dirname "$(command -v initdb || ls /usr/lib/postgresql/*/bin/initdb | tail -1)")

@@ -30,7 +30,8 @@ as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 
 (cd "$root" && go build -o "$work/bin/" ./cmd/eimis-hub ./cmd/eimis-bench)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-args=(serve --data-dir "$work/data" --listen "127.0.0.1:$port" --registration-shared-secret "$secret" --log-level warn)
+# Rate limits off: the benchmark sends at machine speed from one address.
+args=(serve --data-dir "$work/data" --listen "127.0.0.1:$port" --registration-shared-secret "$secret" --log-level warn --rate-limits=false)
 
 if [ "$dialect" = postgres ]; then
   pg_bin=$(dirname "$(command -v initdb || ls /usr/lib/postgresql/*/bin/initdb | tail -1)")

@@ -1,5 +1,7 @@
 package gateway
 
+import "time"
+
 // This file is the one list of the Bridge Protocol's own error codes.
 // Bridges branch on the code (stable, never renamed); people read the
 // message. Refusals of the trust space (EIMIS_NOT_IN_DIRECTORY …, see
@@ -73,6 +75,9 @@ const (
 	// CodeUploadRefused: the media store refused the file (too large,
 	// not storable).
 	CodeUploadRefused Code = "EIMIS_UPLOAD_REFUSED"
+	// CodeRateLimited: the bridge exceeded its operator's rate limit for
+	// this kind of request; the error carries retry_after_ms.
+	CodeRateLimited Code = "EIMIS_RATE_LIMITED"
 )
 
 // messages are the default human texts.
@@ -103,6 +108,7 @@ var messages = map[Code]string{
 	CodeUnavailable:        "temporarily unavailable; retry later",
 	CodeInternal:           "internal error",
 	CodeUploadRefused:      "the media store refused the file",
+	CodeRateLimited:        "too many requests of this kind from this bridge; retry after retry_after_ms",
 }
 
 // Message is the default text of a code.
@@ -119,6 +125,8 @@ type Error struct {
 	Message string
 	// Field is the JSON pointer of the field at fault, or "".
 	Field string
+	// RetryAfter is, for EIMIS_RATE_LIMITED, how long to wait.
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }

@@ -162,7 +162,11 @@ func encode(v any) []byte {
 }
 
 func encodeError(reqID string, e *Error) []byte {
-	return encode(errorFrame{Type: "error", ID: reqID, Code: e.Code, Message: e.Message, Field: e.Field})
+	f := errorFrame{Type: "error", ID: reqID, Code: e.Code, Message: e.Message, Field: e.Field}
+	if e.RetryAfter > 0 {
+		f.RetryAfterMS = max(1, int64((e.RetryAfter+time.Millisecond-1)/time.Millisecond))
+	}
+	return encode(f)
 }
 
 // send queues a frame for the socket. A queue that stays full for

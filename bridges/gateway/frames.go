@@ -124,6 +124,8 @@ type errorFrame struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
 	Field   string `json:"field,omitempty"`
+	// RetryAfterMS: see Error.RetryAfter.
+	RetryAfterMS int64 `json:"retry_after_ms,omitempty"`
 }
 
 type eventFrame struct {

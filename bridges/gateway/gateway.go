@@ -179,6 +179,9 @@ type Config struct {
 	// proof. Unset, bind relies on the operator's contract that its users
 	// authenticated.
 	VerifyPSCProof func(ctx context.Context, idNat, proof string) error
+	// RateLimit, when set, may refuse a request before it runs (the
+	// hub's per-operator limits, ratelimit.go).
+	RateLimit RateLimiter
 	// Retention is how long a disconnected bridge's backlog position is
 	// kept (the event stream's max age bounds it too). Default 7 days.
 	Retention time.Duration

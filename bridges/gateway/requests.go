@@ -36,6 +36,10 @@ func (c *conn) handle(f Frame) (res any, e *Error) {
 	ctx, cancel := context.WithTimeout(door.With(c.ctx, c.door()), requestTimeout)
 	defer cancel()
 	start := time.Now()
+	if e := c.rateLimit(ctx, f); e != nil {
+		c.log.Debug("bridge request refused", "type", f.Type, "code", e.Code)
+		return nil, e
+	}
 	switch f.Type {
 	case "bind":
 		res, e = c.bind(ctx, f)

@@ -409,9 +409,13 @@ type wireError struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
 	Field   string `json:"field"`
+	// RetryAfterMS comes with EIMIS_RATE_LIMITED.
+	RetryAfterMS int64 `json:"retry_after_ms"`
 }
 
-func (w wireError) err() *Error { return &Error{Code: w.Code, Message: w.Message, Field: w.Field} }
+func (w wireError) err() *Error {
+	return &Error{Code: w.Code, Message: w.Message, Field: w.Field, RetryAfter: time.Duration(w.RetryAfterMS) * time.Millisecond}
+}
 
 // read handles the hub's frames until the connection ends; it returns why.
 func (c *Client) read(s *session, alive func()) error {

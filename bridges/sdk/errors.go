@@ -1,6 +1,9 @@
 package sdk
 
-import "errors"
+import (
+	"errors"
+	"time"
+)
 
 // Error is the hub's refusal of a request or of the connection. Branch
 // on Code (stable); show Message to people. errors.Is compares codes, so
@@ -14,6 +17,9 @@ type Error struct {
 	// Field is the JSON pointer of the request field at fault (schema
 	// violations, refused invitees …), or "".
 	Field string
+	// RetryAfter is, for ErrRateLimited, how long to wait before
+	// retrying.
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string {
@@ -63,6 +69,8 @@ var (
 	ErrUnsupported    = &Error{Code: "EIMIS_UNSUPPORTED"}
 	ErrUnavailable    = &Error{Code: "EIMIS_UNAVAILABLE"}
 	ErrPSCProofNeeded = &Error{Code: "EIMIS_PSC_PROOF_REQUIRED"}
+	// ErrRateLimited: the bridge's operator limit; wait RetryAfter.
+	ErrRateLimited = &Error{Code: "EIMIS_RATE_LIMITED"}
 )
 
 // ErrDisconnected: the connection ended before the hub answered. The

@@ -14,6 +14,7 @@ import (
 	"github.com/eimis-hub/eimis/internal/door"
 	"github.com/eimis-hub/eimis/internal/identity"
 	"github.com/eimis-hub/eimis/internal/policy"
+	"github.com/eimis-hub/eimis/internal/ratelimit"
 	"github.com/eimis-hub/eimis/internal/rooms"
 	"github.com/eimis-hub/eimis/internal/store"
 )
@@ -58,6 +59,10 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, *e)
 		return
 	}
+	// Appservices log their users in under their operator's limit.
+	if req.Type != string(mautrix.AuthTypeAppservice) && !a.limitAddress(w, r, ratelimit.LoginAddress, "login") {
+		return
+	}
 	if req.Type == "m.login.token" && a.trust.SSO != nil {
 		a.tokenLogin(w, r, req)
 		return
@@ -82,18 +87,24 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) {
 	if strings.HasPrefix(user, "@") {
 		lp, err := a.ids.LocalpartOf(id.UserID(user))
 		if err != nil {
+			a.loginFailed(r, "")
 			writeErr(w, mautrix.MForbidden.WithMessage("Invalid username or password"))
 			return
 		}
 		localpart = lp
 	}
+	if !a.limitLogin(w, r, localpart) {
+		return
+	}
 	if _, err := a.ids.CheckPassword(r.Context(), localpart, req.Password); errors.Is(err, identity.ErrBadCredentials) {
+		a.loginFailed(r, localpart)
 		writeErr(w, mautrix.MForbidden.WithMessage("Invalid username or password"))
 		return
 	} else if err != nil {
 		a.internal(w, r, err)
 		return
 	}
+	a.limits.LoginSucceeded(accountKey(localpart))
 	a.admitAndStart(w, r, strings.ToLower(localpart), "login", req)
 }
 
@@ -177,6 +188,9 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) {
 			"params":  map[string]any{},
 			"session": identity.RandomString(24),
 		})
+		return
+	}
+	if !a.limitAddress(w, r, ratelimit.Registration, "account.create") {
 		return
 	}
 	if req.Username == "" {
@@ -334,6 +348,9 @@ func (a *API) appserviceRegister(w http.ResponseWriter, r *http.Request, req reg
 		writeErr(w, mautrix.MExclusive.WithMessage("%s is not in the exclusive user namespaces of application service %s", uid, asID))
 		return
 	}
+	if !a.limitAppservice(w, r, asID, ratelimit.Registration, 1, door.Refusal{Action: "account.create", Actor: string(uid)}) {
+		return
+	}
 	userID, err := a.ids.CreateAccount(r.Context(), req.Username, "", false)
 	if ref, ok := policy.AsRefusal(err); ok {
 		a.audit(r, AuditEvent{Actor: string(uid), Action: "account.create", Reason: string(ref.Code)})
@@ -375,6 +392,9 @@ func (a *API) appserviceLogin(w http.ResponseWriter, r *http.Request, req loginR
 	lp, err := a.ids.LocalpartOf(uid)
 	if err != nil || !a.appservices.Owns(asID, uid) {
 		writeErr(w, mautrix.MForbidden.WithMessage("%s is not a user application service %s may log in", uid, asID))
+		return
+	}
+	if !a.limitAppservice(w, r, asID, ratelimit.LoginAccount, 1, door.Refusal{Action: "login", Actor: string(uid)}) {
 		return
 	}
 	if _, err := a.st.GetAccount(r.Context(), lp); errors.Is(err, store.ErrNotFound) {
@@ -777,6 +797,9 @@ func (a *API) changeTag(w http.ResponseWriter, r *http.Request, s identity.Sessi
 // matches. This is what replaces the EIMIS reference deployment's
 // discovery room. Without it, local accounts are searched.
 func (a *API) userDirectorySearch(w http.ResponseWriter, r *http.Request, s identity.Session) {
+	if !a.limit(w, r, s, ratelimit.DirectorySearch, 1, door.Refusal{Action: "directory.search"}) {
+		return
+	}
 	var req struct {
 		SearchTerm string `json:"search_term"`
 		Limit      int    `json:"limit"`

@@ -20,6 +20,7 @@ import (
 	"github.com/eimis-hub/eimis/internal/door"
 	"github.com/eimis-hub/eimis/internal/identity"
 	"github.com/eimis-hub/eimis/internal/policy"
+	"github.com/eimis-hub/eimis/internal/ratelimit"
 	"github.com/eimis-hub/eimis/internal/rooms"
 	"github.com/eimis-hub/eimis/internal/store"
 	"github.com/eimis-hub/eimis/internal/syncapi"
@@ -73,6 +74,9 @@ type API struct {
 	// appservices authenticates application services; nil when the API
 	// runs without them.
 	appservices Appservices
+
+	// limits are the rate limits (limits.go); nil limits nothing.
+	limits *ratelimit.Limits
 }
 
 // Appservices is the Application Service API's side of authentication

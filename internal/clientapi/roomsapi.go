@@ -11,8 +11,10 @@ import (
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/eimis-hub/eimis/internal/door"
 	"github.com/eimis-hub/eimis/internal/identity"
 	"github.com/eimis-hub/eimis/internal/policy"
+	"github.com/eimis-hub/eimis/internal/ratelimit"
 	"github.com/eimis-hub/eimis/internal/rooms"
 	"github.com/eimis-hub/eimis/internal/store"
 	"github.com/eimis-hub/eimis/internal/syncapi"
@@ -36,6 +38,9 @@ func (a *API) createRoom(w http.ResponseWriter, r *http.Request, s identity.Sess
 	var req createRoomRequest
 	if e := decodeJSON(r, &req); e != nil {
 		writeErr(w, *e)
+		return
+	}
+	if !a.limitCreateRoom(w, r, s, len(req.Invite)) {
 		return
 	}
 	invites := make([]id.UserID, 0, len(req.Invite))
@@ -163,6 +168,9 @@ func (a *API) invite(w http.ResponseWriter, r *http.Request, s identity.Session)
 	if !ok {
 		return
 	}
+	if !a.limit(w, r, s, ratelimit.Invite, 1, door.Refusal{Action: "room.invite", RoomID: r.PathValue("roomId"), Target: req.UserID}) {
+		return
+	}
 	if e := a.checkInvitee(r, id.UserID(req.UserID)); e != nil {
 		writeErr(w, *e)
 		return
@@ -174,6 +182,9 @@ func (a *API) joinRoom(w http.ResponseWriter, r *http.Request, s identity.Sessio
 	target := r.PathValue("roomId")
 	if target == "" {
 		target = r.PathValue("roomIdOrAlias")
+	}
+	if !a.limit(w, r, s, ratelimit.Join, 1, door.Refusal{Action: "room.join", RoomID: target}) {
+		return
 	}
 	if strings.HasPrefix(target, "#") {
 		roomID, err := a.st.ResolveAlias(r.Context(), target)
@@ -244,6 +255,13 @@ func (a *API) redact(w http.ResponseWriter, r *http.Request, s identity.Session)
 }
 
 func (a *API) sendEvent(w http.ResponseWriter, r *http.Request, s identity.Session, typ string, stateKey *string, txnID string, redacts id.EventID) {
+	action := "event.send"
+	if redacts != "" {
+		action = "event.redact"
+	}
+	if !a.limit(w, r, s, ratelimit.Message, 1, door.Refusal{Action: action, RoomID: r.PathValue("roomId")}) {
+		return
+	}
 	var content map[string]any
 	if e := decodeJSON(r, &content); e != nil {
 		writeErr(w, *e)

@@ -127,6 +127,28 @@ type Config struct {
 	// body, per 64 KiB: a small body must arrive within it, a large upload
 	// must keep that pace. 0 disables it.
 	RequestBodyTimeout time.Duration `yaml:"request_body_timeout"`
+
+	// Rate limits (see ratelimits.go and docs/operator-guide.md): each
+	// rc_* value is "<count>/<unit> burst <n>" or "off". RateLimits false
+	// turns them all off.
+	RateLimits              bool          `yaml:"rate_limits"`
+	RCLoginAddress          string        `yaml:"rc_login_address"`
+	RCLoginAccount          string        `yaml:"rc_login_account"`
+	RCLoginFailed           string        `yaml:"rc_login_failed"`
+	RCLoginFailedMaxLockout time.Duration `yaml:"rc_login_failed_max_lockout"`
+	RCRegistration          string        `yaml:"rc_registration"`
+	RCMessage               string        `yaml:"rc_message"`
+	RCJoins                 string        `yaml:"rc_joins"`
+	RCInvites               string        `yaml:"rc_invites"`
+	RCMediaUpload           string        `yaml:"rc_media_upload"`
+	RCUserDirectory         string        `yaml:"rc_user_directory"`
+	RCOperatorMessage       string        `yaml:"rc_operator_message"`
+	RCOperatorMembership    string        `yaml:"rc_operator_membership"`
+	RCOperatorMedia         string        `yaml:"rc_operator_media"`
+	RCOperatorSearch        string        `yaml:"rc_operator_search"`
+	// TrustedProxies are the reverse proxies (addresses or CIDR prefixes,
+	// comma-separated) whose X-Forwarded-For gives the client address.
+	TrustedProxies string `yaml:"trusted_proxies"`
 }
 
 // Professions returns AllowedProfessions as a list.
@@ -173,6 +195,23 @@ func Defaults() Config {
 		// upload at far more than 64 KiB in 30 s (about 2 KiB/s); a client
 		// trickling slower holds a connection for nothing.
 		RequestBodyTimeout: 30 * time.Second,
+		// Rate limits a person never meets and a script does; the
+		// reasons are in docs/operator-guide.md.
+		RateLimits:              true,
+		RCLoginAddress:          "30/min burst 30",
+		RCLoginAccount:          "10/min burst 5",
+		RCLoginFailed:           "1/min burst 5",
+		RCLoginFailedMaxLockout: 15 * time.Minute,
+		RCRegistration:          "10/min burst 3",
+		RCMessage:               "3/s burst 50",
+		RCJoins:                 "6/min burst 20",
+		RCInvites:               "30/min burst 50",
+		RCMediaUpload:           "1/s burst 30",
+		RCUserDirectory:         "1/s burst 30",
+		RCOperatorMessage:       "100/s burst 1000",
+		RCOperatorMembership:    "20/s burst 500",
+		RCOperatorMedia:         "10/s burst 200",
+		RCOperatorSearch:        "20/s burst 200",
 	}
 }
 

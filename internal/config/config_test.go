@@ -74,6 +74,7 @@ func TestDefaultsWorkWithoutConfiguration(t *testing.T) {
 		ProfileRequiresAuth:       true,
 		RequestBodyTimeout:        30 * time.Second,
 	}
+	setDefaultRateLimits(&want)
 	if c != want {
 		t.Errorf("Load(\"\", nil) =\n%+v\nwant\n%+v", c, want)
 	}
@@ -126,6 +127,7 @@ func TestLoadValidFile(t *testing.T) {
 		ProfileRequiresAuth:       false,
 		RequestBodyTimeout:        time.Minute,
 	}
+	setDefaultRateLimits(&want)
 	if c != want {
 		t.Errorf("got\n%+v\nwant\n%+v", c, want)
 	}

@@ -122,6 +122,7 @@ func (c Config) problems() Problems {
 	if c.AuditRetention < 0 {
 		add("audit_retention: must not be negative (got %s; 0 keeps entries forever)", c.AuditRetention)
 	}
+	p = append(p, c.rateLimitProblems()...)
 	return p
 }
 

@@ -75,7 +75,8 @@ func startProc(t *testing.T, args []string, addr string) *hubProc {
 	if out, err := imp.CombinedOutput(); err != nil {
 		t.Fatalf("directory import: %v\n%s", err, out)
 	}
-	cmd := exec.Command(hubBinary(t), append([]string{"serve", "--listen", addr}, args...)...)
+	// Tests send at machine speed from one address: rate limits off.
+	cmd := exec.Command(hubBinary(t), append([]string{"serve", "--listen", addr, "--rate-limits=false"}, args...)...)
 	var logs bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {

@@ -35,6 +35,7 @@ import (
 	"github.com/eimis-hub/eimis/internal/outbox"
 	"github.com/eimis-hub/eimis/internal/policy"
 	"github.com/eimis-hub/eimis/internal/psc"
+	"github.com/eimis-hub/eimis/internal/ratelimit"
 	"github.com/eimis-hub/eimis/internal/rooms"
 	"github.com/eimis-hub/eimis/internal/signingkey"
 	"github.com/eimis-hub/eimis/internal/store"
@@ -87,6 +88,11 @@ type Hub struct {
 	// Appservices is the Matrix Application Service API (bridges).
 	Appservices *appservice.Service
 
+	// Limits are this instance's rate limits (limits.go); Refusals is
+	// the one path every refusal takes.
+	Limits   *ratelimit.Limits
+	Refusals door.Recorder
+
 	appservicesDone chan struct{}
 
 	cancel       context.CancelFunc
@@ -119,6 +125,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (h *Hub, err
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
 	h.metrics = metrics
+	h.Refusals = refusals{h}
 
 	if h.Store, err = OpenStore(ctx, cfg); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
@@ -253,7 +260,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (h *Hub, err
 	}, h.Store, h.IDs, identity.NewSharedSecretRegistrar(cfg.RegistrationSharedSecret), h.Rooms, h.Sync,
 		log.With("component", "clientapi"), map[string]clientapi.Readiness{"store": h.Store, "nats": h.Bus, "directory": h.Trust})
 	var pscProvider *psc.Provider
-	ct := clientapi.Trust{Policy: h.Policy, Search: h.searchDirectory, Audit: auditor{h}, Refusals: refusals{h}}
+	ct := clientapi.Trust{Policy: h.Policy, Search: h.searchDirectory, Audit: auditor{h}, Refusals: h.Refusals}
 	if cfg.PSCIssuer != "" {
 		p, err := psc.New(ctx, psc.Config{
 			Issuer: cfg.PSCIssuer, ClientID: cfg.PSCClientID, ClientSecret: cfg.PSCClientSecret,
@@ -268,6 +275,9 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (h *Hub, err
 	}
 	api.SetTrust(ct)
 	api.SetAppservices(h.Appservices)
+	if err := h.setLimits(cfg, api); err != nil {
+		return nil, fmt.Errorf("rate limits: %w", err)
+	}
 
 	h.Operators = operators.New(h.Store, log.With("component", "operators"))
 	h.Operators.SetOwnServerNames(cfg.ServerName)
@@ -290,6 +300,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (h *Hub, err
 		return nil, fmt.Errorf("media store: %w", err)
 	}
 	h.Media = media.New(mediaStore, media.Config{ServerName: cfg.ServerName, MaxUploadBytes: int64(cfg.MediaMaxUploadBytes)}, log.With("component", "media"))
+	h.Media.SetUploadGate(h.uploadGate(api))
 	var verifyProof func(ctx context.Context, idNat, proof string) error
 	if cfg.BridgeRequirePSCProof {
 		verifyProof = func(ctx context.Context, idNat, proof string) error {
@@ -308,7 +319,8 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (h *Hub, err
 		ServerName:     cfg.ServerName, Store: h.Store, Rooms: h.Rooms, Policy: h.Policy, IDs: h.IDs,
 		Operators: h.Operators, Feeds: h.Bus, Ephemeral: h.Sync, Search: h.searchDirectory,
 		Retention: cfg.NATSStreamMaxAge, Log: log.With("component", "bridges"), Media: bridgeMedia{h.Media},
-		Refusals: refusals{h},
+		Refusals:  h.Refusals,
+		RateLimit: bridgeLimits{h},
 	}); err != nil {
 		return nil, fmt.Errorf("bridge gateway: %w", err)
 	}

@@ -126,6 +126,9 @@ func (s *Service) handleFrozen(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (s *Service) handleUpload(w http.ResponseWriter, r *http.Request, user string) {
+	if !s.admit(w, r, user) {
+		return
+	}
 	if r.ContentLength > s.cfg.MaxUploadBytes {
 		// Refused before reading: with "Expect: 100-continue" the client
 		// does not even send the body.
@@ -141,6 +144,9 @@ func (s *Service) handleUpload(w http.ResponseWriter, r *http.Request, user stri
 }
 
 func (s *Service) handleCreate(w http.ResponseWriter, r *http.Request, user string) {
+	if !s.admit(w, r, user) {
+		return
+	}
 	m, err := s.Create(r.Context(), user)
 	if err != nil {
 		s.internal(w, r, err)
@@ -155,6 +161,9 @@ func (s *Service) handleCreate(w http.ResponseWriter, r *http.Request, user stri
 func (s *Service) handleUploadTo(w http.ResponseWriter, r *http.Request, user string) {
 	if r.PathValue("serverName") != s.cfg.ServerName {
 		mNotFound.Write(w)
+		return
+	}
+	if !s.admit(w, r, user) {
 		return
 	}
 	if r.ContentLength > s.cfg.MaxUploadBytes {

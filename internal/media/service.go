@@ -79,6 +79,8 @@ type Service struct {
 	cfg Config
 	log *slog.Logger
 	now func() time.Time
+	// gate, when set, may refuse an upload before it is read (gate.go).
+	gate UploadGate
 
 	// uploaded is closed, and replaced, each time a reserved ID gets its
 	// content, waking the downloads waiting for it on this instance (the

@@ -36,6 +36,12 @@ const (
 	PSCError             Code = "EIMIS_PSC_ERROR"
 	// NotYourData: filters, account data and tags are the caller's own.
 	NotYourData Code = "EIMIS_NOT_YOUR_DATA"
+	// RateLimited: a rate limit refused the request (429
+	// M_LIMIT_EXCEEDED with retry_after_ms on the Client-Server API).
+	RateLimited Code = "EIMIS_RATE_LIMITED"
+	// BadCredentials: a password login failed (audited with the account
+	// named, never the password).
+	BadCredentials Code = "EIMIS_BAD_CREDENTIALS"
 )
 
 // messages are the human texts; %s is the subject (an idNat or user ID).
@@ -59,4 +65,6 @@ var messages = map[Code]string{
 	PSCProviderError:     "Pro Santé Connect could not be reached or answered wrongly%.0s",
 	PSCError:             "the Pro Santé Connect login failed%.0s",
 	NotYourData:          "%s is another user: filters, account data and tags are your own",
+	RateLimited:          "too many requests from %s; retry later",
+	BadCredentials:       "invalid username or password for %s",
 }

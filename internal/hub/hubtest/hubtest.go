@@ -87,6 +87,9 @@ func Start(t testing.TB, o Options) *Hub {
 	}
 	cfg.Listen = ln.Addr().String()
 	cfg.PublicBaseURL = ""
+	// Tests drive many clients from one address at machine speed: rate
+	// limits are off unless a test turns them on (Configure).
+	cfg.RateLimits = false
 	if o.Configure != nil {
 		o.Configure(&cfg)
 	}
