@@ -367,7 +367,9 @@ func TestIsolationCostsNothingWhenAllIsWell(t *testing.T) {
 		t.Fatal(err)
 	}
 	entered, release := f.arm()
-	go func() { _, _ = s.Send(ctx, Submit{RoomID: room.RoomID, Sender: "@alice:hub.test", Type: "m.room.message", Content: message("first")}) }()
+	go func() {
+		_, _ = s.Send(ctx, Submit{RoomID: room.RoomID, Sender: "@alice:hub.test", Type: "m.room.message", Content: message("first")})
+	}()
 	<-entered
 	var wg sync.WaitGroup
 	for i := range 20 {
