@@ -14,8 +14,8 @@ import (
 
 	"github.com/tidwall/gjson"
 
-	"github.com/eimis-hub/eimis/internal/errclass"
 	"github.com/eimis-hub/eimis/internal/bus"
+	"github.com/eimis-hub/eimis/internal/errclass"
 	"github.com/eimis-hub/eimis/internal/rooms"
 	"github.com/eimis-hub/eimis/internal/store"
 )

@@ -10,8 +10,8 @@ import (
 	"github.com/gorilla/websocket"
 	"maunium.net/go/mautrix/id"
 
-	"github.com/eimis-hub/eimis/internal/errclass"
 	"github.com/eimis-hub/eimis/internal/bus"
+	"github.com/eimis-hub/eimis/internal/errclass"
 	"github.com/eimis-hub/eimis/internal/operators"
 	"github.com/eimis-hub/eimis/internal/policy"
 	"github.com/eimis-hub/eimis/internal/rooms"

@@ -13,8 +13,8 @@ import (
 
 	"maunium.net/go/mautrix/id"
 
-	"github.com/eimis-hub/eimis/internal/errclass"
 	"github.com/eimis-hub/eimis/internal/directory"
+	"github.com/eimis-hub/eimis/internal/errclass"
 	"github.com/eimis-hub/eimis/internal/identity"
 	"github.com/eimis-hub/eimis/internal/operators"
 	"github.com/eimis-hub/eimis/internal/policy"
