@@ -17,6 +17,7 @@ import (
 	jsonv2 "encoding/json/v2"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/url"
@@ -24,6 +25,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 )
 
 // Classer is an error whose class it states itself (its text must be
@@ -133,6 +135,10 @@ func describe(e error) (desc string, stop bool) {
 		return "network: " + t.Op + " " + t.Net, false // and what it wraps
 	case *url.Error:
 		return "http: " + t.Op, false
+	case *fs.PathError:
+		return "file: " + t.Op, false
+	case syscall.Errno:
+		return t.Error(), true // a fixed text per number
 	}
 	if c, ok := e.(interface{ Code() int }); ok && strings.HasPrefix(fmt.Sprintf("%T", e), "*sqlite.") {
 		return "sqlite: result code " + strconv.Itoa(c.Code()), true

@@ -7,9 +7,11 @@ import (
 	jsonv2 "encoding/json/v2"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"strings"
+	"syscall"
 	"testing"
 
 	"maunium.net/go/mautrix/crypto/canonicaljson"
@@ -56,6 +58,7 @@ func TestOf(t *testing.T) {
 		{"classer", fmt.Errorf("wrap %s: %w", marker, classed{}), "classed"},
 		{"joined", errors.Join(errors.New(marker), context.Canceled), "context canceled"},
 		{"network", &net.OpError{Op: "dial", Net: "tcp", Err: errors.New(marker)}, "network: dial tcp"},
+		{"file", &fs.PathError{Op: "open", Path: "/data/" + marker, Err: syscall.ENOENT}, "file: open: no such file or directory"},
 		{"unknown", errors.New(marker), "unclassified error (*errors.errorString)"},
 	}
 	for _, c := range cases {
