@@ -137,11 +137,10 @@ func WellFormed(data []byte) error { return Rules{AnyNumber: true}.Check(data) }
 
 type checker struct {
 	dec jsontext.Decoder
+	in  bytes.Reader
 }
 
 var checkers = sync.Pool{New: func() any { return new(checker) }}
-
-var emptyReader = bytes.NewReader(nil)
 
 // Check applies the rules to data.
 func (r Rules) Check(data []byte) error {
@@ -151,13 +150,14 @@ func (r Rules) Check(data []byte) error {
 	}
 	c := checkers.Get().(*checker)
 	defer func() {
-		c.dec.Reset(emptyReader) // do not pin data
+		c.in.Reset(nil) // do not pin data
 		checkers.Put(c)
 	}()
 	d := &c.dec
 	// AllowDuplicateNames and AllowInvalidUTF8 are false by default:
 	// jsontext refuses both, lone surrogate escapes included.
-	d.Reset(bytes.NewBuffer(data))
+	c.in.Reset(data)
+	d.Reset(&c.in)
 	for {
 		switch d.PeekKind() {
 		case '0':
