@@ -51,6 +51,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecodeBody -fuzztime 30s ./internal/clientapi/
 	$(GO) test -run '^$$' -fuzz FuzzBuildEvent -fuzztime 30s ./internal/rooms/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeFrame -fuzztime 30s ./bridges/gateway/
+	$(GO) test -run '^$$' -fuzz FuzzValidate -fuzztime 30s ./internal/canonjson/
 
 clean:
 	rm -rf $(BIN)

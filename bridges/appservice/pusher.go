@@ -15,6 +15,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/eimis-hub/eimis/internal/bus"
+	"github.com/eimis-hub/eimis/internal/errclass"
 	"github.com/eimis-hub/eimis/internal/rooms"
 	"github.com/eimis-hub/eimis/internal/store"
 )
@@ -396,19 +397,22 @@ func (p *pusher) send(ctx context.Context, txn *store.AppserviceTxn) {
 	txnID := p.txnID(txn.ID)
 	path := "/_matrix/app/v1/transactions/" + url.PathEscape(txnID)
 	for attempt := 0; ctx.Err() == nil; attempt++ {
-		status, answer, err := p.s.call(ctx, p.e, http.MethodPut, path, txn.Body)
+		status, _, err := p.s.call(ctx, p.e, http.MethodPut, path, txn.Body)
 		if err == nil && status >= 200 && status <= 299 {
 			_ = retry(ctx, p.log, "complete transaction "+txnID, func() error {
 				return p.s.cfg.Store.CompleteAppserviceTxn(ctx, p.e.ID, txn.ID)
 			})
 			return
 		}
-		if err == nil {
-			err = fmt.Errorf("status %d: %.200s", status, answer)
+		// Neither the appservice's answer nor the error text is logged:
+		// either may quote the transaction's events.
+		failure := slog.Int("status", status)
+		if err != nil {
+			failure = errclass.Attr(err)
 		}
 		delay := min(pushBackoffMin<<min(attempt, 20), pushBackoffMax)
 		if ctx.Err() == nil {
-			p.log.Warn("appservice transaction failed, retrying", "txn_id", txnID, "attempt", attempt+1, "retry_in", delay, "err", err)
+			p.log.Warn("appservice transaction failed, retrying", "txn_id", txnID, "attempt", attempt+1, "retry_in", delay, failure)
 		}
 		select {
 		case <-ctx.Done():
@@ -428,7 +432,7 @@ func (p *pusher) pause(ctx context.Context, what string, err error) {
 	if ctx.Err() != nil {
 		return
 	}
-	p.log.Warn("appservice pusher: "+what, "err", err)
+	p.log.Warn("appservice pusher: "+what, errclass.Attr(err))
 	select {
 	case <-ctx.Done():
 	case <-time.After(idlePoll):
@@ -446,7 +450,7 @@ func retry(ctx context.Context, log *slog.Logger, what string, fn func() error) 
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		log.Warn("appservice: "+what+" failed, retrying", "err", err, "retry_in", delay)
+		log.Warn("appservice: "+what+" failed, retrying", errclass.Attr(err), "retry_in", delay)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()

@@ -5,14 +5,17 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"github.com/santhosh-tekuri/jsonschema/v6/kind"
+	"github.com/tidwall/gjson"
 	"golang.org/x/text/language"
 	"golang.org/x/text/message"
 
+	"github.com/eimis-hub/eimis/internal/canonjson"
 	"github.com/eimis-hub/eimis/schemas"
 )
 
@@ -44,6 +47,13 @@ type Frame struct {
 type Decoder struct {
 	maxBytes int
 	byType   map[string]*jsonschema.Schema
+	// names are the protocol's field names (every property a schema
+	// declares): only these appear in a refusal's JSON pointer or in a
+	// log line; anything else a bridge sends may be content.
+	names map[string]bool
+	// frame checks a whole frame; content checks the free JSON a bridge
+	// passes into event content (info), which must be canonical JSON.
+	frame, content canonjson.Rules
 }
 
 var printer = message.NewPrinter(language.English)
@@ -60,6 +70,7 @@ func NewDecoder(maxBytes int) (*Decoder, error) {
 		return nil, fmt.Errorf("gateway: schemas: %w", err)
 	}
 	var names []string
+	fieldNames := map[string]bool{}
 	for _, e := range entries {
 		raw, err := fs.ReadFile(schemas.Bridge, path.Join(schemas.BridgeV1Dir, e.Name()))
 		if err != nil {
@@ -69,12 +80,19 @@ func NewDecoder(maxBytes int) (*Decoder, error) {
 		if err != nil {
 			return nil, fmt.Errorf("gateway: schema %s: %w", e.Name(), err)
 		}
+		collectNames(doc, fieldNames)
 		if err := c.AddResource(schemaBase+e.Name(), doc); err != nil {
 			return nil, fmt.Errorf("gateway: schema %s: %w", e.Name(), err)
 		}
 		names = append(names, e.Name())
 	}
-	d := &Decoder{maxBytes: maxBytes, byType: map[string]*jsonschema.Schema{}}
+	d := &Decoder{maxBytes: maxBytes, byType: map[string]*jsonschema.Schema{}, names: fieldNames}
+	isName := func(n string) bool { return fieldNames[n] }
+	// Protocol integers (protocol, timeout_ms, limit) are JSON Schema
+	// integers, 1e3 included, and never reach an event: only the free
+	// JSON is held to canonical JSON's number rules.
+	d.frame = canonjson.Rules{AnyNumber: true, Names: isName}
+	d.content = canonjson.Rules{Names: isName}
 	for _, n := range names {
 		if n == "common.json" {
 			continue
@@ -106,8 +124,18 @@ func (d *Decoder) Decode(data []byte) (Frame, string, *Error) {
 	if d.maxBytes > 0 && len(data) > d.maxBytes {
 		return Frame{}, "", errf(CodeFrameTooLarge, "", fmt.Sprintf("frame of %d bytes; the limit is %d", len(data), d.maxBytes))
 	}
-	if !utf8.Valid(data) {
-		return Frame{}, "", errf(CodeBadFrame, "", "the frame is not valid UTF-8")
+	// Before the schema: valid UTF-8 (escapes included), bounded nesting,
+	// each member named once, so the schema and the request structs see
+	// the same single value and nothing 5,000 levels deep is passed on.
+	if err := d.frame.Check(data); err != nil {
+		ce, _ := canonjson.As(err)
+		switch {
+		case ce == nil || ce.Class == canonjson.Syntax:
+			return Frame{}, "", errf(CodeBadFrame, "", "the frame is not JSON")
+		case ce.Class == canonjson.InvalidUTF8:
+			return Frame{}, "", errf(CodeBadFrame, "", "the frame is not valid UTF-8")
+		}
+		return Frame{}, gjsonID(data), errf(CodeInvalidField, ce.Path, truncate(ce.Path+": "+ce.Class.String(), 300))
 	}
 	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
 	if err != nil {
@@ -132,7 +160,64 @@ func (d *Decoder) Decode(data []byte) (Frame, string, *Error) {
 	if err := sch.Validate(doc); err != nil {
 		return Frame{}, reqID, schemaError(err)
 	}
+	if info := gjson.GetBytes(data, "info"); info.Exists() {
+		// The one free object a bridge passes into event content.
+		if err := d.content.Check([]byte(info.Raw)); err != nil {
+			ce, _ := canonjson.As(err)
+			field := "/info"
+			if ce != nil {
+				field += ce.Path
+			}
+			return Frame{}, reqID, errf(CodeInvalidField, field, truncate(field+": must be canonical JSON (integers within ±(2^53−1), no fractions or exponents)", 300))
+		}
+	}
 	return Frame{Type: typ, ID: reqID, Raw: data}, reqID, nil
+}
+
+// gjsonID reads a frame's request id, if it is a short string.
+func gjsonID(data []byte) string {
+	if id := gjson.GetBytes(data, "id"); id.Type == gjson.String && len(id.Str) <= 64 {
+		return id.Str
+	}
+	return ""
+}
+
+// collectNames adds every property name a schema declares.
+func collectNames(doc any, into map[string]bool) {
+	switch v := doc.(type) {
+	case map[string]any:
+		for k, sub := range v {
+			if props, ok := sub.(map[string]any); ok && k == "properties" {
+				for name := range props {
+					into[name] = true
+				}
+			}
+			collectNames(sub, into)
+		}
+	case []any:
+		for _, sub := range v {
+			collectNames(sub, into)
+		}
+	}
+}
+
+// SafeField is a JSON pointer with the member names that are not the
+// protocol's masked ("*"): what a log line may say of a refused field.
+func (d *Decoder) SafeField(ptr string) string {
+	if ptr == "" {
+		return ""
+	}
+	toks := strings.Split(ptr[1:], "/")
+	for i, t := range toks {
+		if t == "*" || d.names[strings.NewReplacer("~1", "/", "~0", "~").Replace(t)] {
+			continue
+		}
+		if _, err := strconv.Atoi(t); err == nil {
+			continue
+		}
+		toks[i] = "*"
+	}
+	return "/" + strings.Join(toks, "/")
 }
 
 // CheckOutgoing validates a frame the hub sends against its schema (tests

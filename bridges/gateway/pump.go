@@ -11,6 +11,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/eimis-hub/eimis/internal/bus"
+	"github.com/eimis-hub/eimis/internal/errclass"
 	"github.com/eimis-hub/eimis/internal/operators"
 	"github.com/eimis-hub/eimis/internal/policy"
 	"github.com/eimis-hub/eimis/internal/rooms"
@@ -166,14 +167,14 @@ func (c *conn) process(m *bus.FeedMsg) bool {
 	if err != nil {
 		// Without the membership history the hub cannot tell whether
 		// the event concerns the bridge; skipping it could lose it.
-		c.log.Error("route bridge event", "event_id", m.Event.EventID, "err", err)
+		c.log.Error("route bridge event", "event_id", m.Event.EventID, errclass.Attr(err))
 		c.shutdown(errf(CodeUnavailable, "", ""), websocket.CloseInternalServerErr)
 		return false
 	}
 	var frame []byte
 	if len(users) > 0 {
 		if frame, err = c.eventFrame(m, users); err != nil {
-			c.log.Error("bridge event frame", "event_id", m.Event.EventID, "err", err)
+			c.log.Error("bridge event frame", "event_id", m.Event.EventID, errclass.Attr(err))
 			users = nil
 		}
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/eimis-hub/eimis/internal/directory"
 	"github.com/eimis-hub/eimis/internal/door"
+	"github.com/eimis-hub/eimis/internal/errclass"
 	"github.com/eimis-hub/eimis/internal/identity"
 	"github.com/eimis-hub/eimis/internal/operators"
 	"github.com/eimis-hub/eimis/internal/policy"
@@ -66,7 +67,7 @@ func (c *conn) handle(f Frame) (res any, e *Error) {
 	}
 	if e != nil {
 		c.refused(ctx, f, e)
-		c.log.Debug("bridge request refused", "type", f.Type, "code", e.Code, "field", e.Field, "took", time.Since(start))
+		c.log.Debug("bridge request refused", "type", f.Type, "code", e.Code, "field", c.g.dec.SafeField(e.Field), "took", time.Since(start))
 	} else {
 		c.log.Debug("bridge request", "type", f.Type, "took", time.Since(start))
 	}
@@ -211,7 +212,7 @@ func (c *conn) roomsError(err error, field string) *Error {
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, rooms.ErrClosed):
 		return errf(CodeUnavailable, "", "")
 	}
-	c.log.Error("bridge request failed", "err", err)
+	c.log.Error("bridge request failed", errclass.Attr(err))
 	return errf(CodeInternal, "", "")
 }
 

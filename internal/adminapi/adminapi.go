@@ -21,6 +21,7 @@ import (
 	"maunium.net/go/mautrix"
 
 	"github.com/eimis-hub/eimis/internal/door"
+	"github.com/eimis-hub/eimis/internal/errclass"
 	"github.com/eimis-hub/eimis/internal/operators"
 )
 
@@ -298,7 +299,7 @@ func (a *API) internal(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.Is(err, context.Canceled) {
 		return // the client went away; nobody reads the answer
 	}
-	a.log.Error("admin request failed", "err", err, "method", r.Method, "route", r.Pattern)
+	a.log.Error("admin request failed", errclass.Attr(err), "method", r.Method, "route", r.Pattern)
 	writeErr(w, mautrix.MUnknown.WithMessage("Internal server error"))
 }
 

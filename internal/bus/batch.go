@@ -9,6 +9,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/eimis-hub/eimis/internal/errclass"
 )
 
 // ConsumeBatch is Consume for handlers that write in bulk (the audit
@@ -93,7 +95,7 @@ func (b *Bus) ConsumeBatch(ctx context.Context, durable, filter string, size int
 		for _, m := range msgs {
 			var ev EventMsg
 			if err := json.Unmarshal(m.Data(), &ev); err != nil {
-				log.Error("undecodable event message, terminating", "subject", m.Subject(), "err", err)
+				log.Error("undecodable event message, terminating", "subject", m.Subject(), errclass.Attr(err))
 				_ = m.TermWithReason("undecodable")
 				continue
 			}
@@ -112,9 +114,9 @@ func (b *Bus) ConsumeBatch(ctx context.Context, durable, filter string, size int
 				}
 			}
 		case errors.Is(err, ErrTerminal):
-			log.Error("handler gave up on a batch", "events", len(kept), "err", err)
+			log.Error("handler gave up on a batch", "events", len(kept), errclass.Attr(err))
 			for _, m := range kept {
-				_ = m.TermWithReason(err.Error())
+				_ = m.TermWithReason(errclass.Of(err))
 			}
 		default:
 			attempt := uint64(1)
@@ -125,7 +127,7 @@ func (b *Bus) ConsumeBatch(ctx context.Context, durable, filter string, size int
 			if ctx.Err() != nil {
 				delay = 0
 			} else {
-				log.Warn("batch handler failed, retrying", "events", len(kept), "attempt", attempt, "retry_in", delay, "err", err)
+				log.Warn("batch handler failed, retrying", "events", len(kept), "attempt", attempt, "retry_in", delay, errclass.Attr(err))
 			}
 			for _, m := range kept {
 				_ = m.NakWithDelay(delay)

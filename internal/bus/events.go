@@ -10,6 +10,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/eimis-hub/eimis/internal/errclass"
 )
 
 // EventMsg is the body of a message on StreamEvents (JSON encoded). It
@@ -194,7 +196,7 @@ func (b *Bus) WatchEvents(ctx context.Context, fn func(EventMsg)) error {
 	cc, err := cons.Consume(func(msg jetstream.Msg) {
 		var ev EventMsg
 		if err := json.Unmarshal(msg.Data(), &ev); err != nil {
-			log.Error("undecodable event message", "subject", msg.Subject(), "err", err)
+			log.Error("undecodable event message", "subject", msg.Subject(), errclass.Attr(err))
 			return
 		}
 		fn(ev)
@@ -286,7 +288,7 @@ func (b *Bus) handleDurable(ctx context.Context, log *slog.Logger, msg jetstream
 	if err := json.Unmarshal(msg.Data(), &ev); err != nil {
 		// Only this package writes the stream, so this is a bug; retrying
 		// would loop forever.
-		log.Error("undecodable event message, terminating", "subject", msg.Subject(), "err", err)
+		log.Error("undecodable event message, terminating", "subject", msg.Subject(), errclass.Attr(err))
 		_ = msg.TermWithReason("undecodable")
 		return
 	}
@@ -298,8 +300,8 @@ func (b *Bus) handleDurable(ctx context.Context, log *slog.Logger, msg jetstream
 		return
 	}
 	if errors.Is(err, ErrTerminal) {
-		log.Error("handler gave up on event", "event_id", ev.EventID, "err", err)
-		_ = msg.TermWithReason(err.Error())
+		log.Error("handler gave up on event", "event_id", ev.EventID, errclass.Attr(err))
+		_ = msg.TermWithReason(errclass.Of(err))
 		return
 	}
 	attempt := uint64(1)
@@ -307,7 +309,7 @@ func (b *Bus) handleDurable(ctx context.Context, log *slog.Logger, msg jetstream
 		attempt = md.NumDelivered
 	}
 	delay := retryDelay(attempt)
-	log.Warn("handler failed, retrying", "event_id", ev.EventID, "attempt", attempt, "retry_in", delay, "err", err)
+	log.Warn("handler failed, retrying", "event_id", ev.EventID, "attempt", attempt, "retry_in", delay, errclass.Attr(err))
 	_ = msg.NakWithDelay(delay)
 }
 

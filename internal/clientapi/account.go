@@ -12,6 +12,7 @@ import (
 
 	"github.com/eimis-hub/eimis/internal/directory"
 	"github.com/eimis-hub/eimis/internal/door"
+	"github.com/eimis-hub/eimis/internal/errclass"
 	"github.com/eimis-hub/eimis/internal/identity"
 	"github.com/eimis-hub/eimis/internal/policy"
 	"github.com/eimis-hub/eimis/internal/ratelimit"
@@ -611,7 +612,7 @@ func (a *API) putProfileField(w http.ResponseWriter, r *http.Request, s identity
 		if _, err := a.rooms.Send(r.Context(), rooms.Submit{
 			RoomID: id.RoomID(m.RoomID), Sender: s.UserID, Type: "m.room.member", StateKey: &sk, Content: content,
 		}); err != nil {
-			a.log.Warn("profile change not announced in room", "room", m.RoomID, "err", err)
+			a.log.Warn("profile change not announced in room", "room", m.RoomID, errclass.Attr(err))
 		}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{})

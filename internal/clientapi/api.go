@@ -4,6 +4,7 @@
 package clientapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -17,7 +18,9 @@ import (
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/eimis-hub/eimis/internal/canonjson"
 	"github.com/eimis-hub/eimis/internal/door"
+	"github.com/eimis-hub/eimis/internal/errclass"
 	"github.com/eimis-hub/eimis/internal/identity"
 	"github.com/eimis-hub/eimis/internal/policy"
 	"github.com/eimis-hub/eimis/internal/ratelimit"
@@ -206,40 +209,64 @@ func (a *API) internal(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.Is(err, context.Canceled) {
 		return
 	}
-	a.log.Error("internal error", "err", err, "method", r.Method, "route", r.Pattern)
+	a.log.Error("internal error", errclass.Attr(err), "method", r.Method, "route", r.Pattern)
 	writeErr(w, mautrix.MUnknown.WithMessage("Internal server error"))
 }
 
-// decodeJSON reads a JSON object body into v. Syntax errors are
-// M_NOT_JSON, type mismatches M_BAD_JSON, as the spec distinguishes.
+// decodeJSON reads a JSON object body into v. Syntax errors and invalid
+// UTF-8 are M_NOT_JSON, JSON the hub refuses (nested too deep, a member
+// named twice, a type mismatch) M_BAD_JSON, as the spec distinguishes.
 func decodeJSON(r *http.Request, v any) *mautrix.RespError {
+	return readBody(r, v, canonjson.WellFormed)
+}
+
+// decodeContent is decodeJSON for a body that ends up in a signed event
+// (event content, createRoom): it must also be canonical JSON, integers
+// within ±(2^53−1) and no floats, or it is M_BAD_JSON. Checking at the
+// door keeps a bad request from ever reaching the room writer.
+func decodeContent(r *http.Request, v any) *mautrix.RespError {
+	return readBody(r, v, canonjson.Validate)
+}
+
+func readBody(r *http.Request, v any, check func([]byte) error) *mautrix.RespError {
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes+1))
 	if err != nil {
 		e := mautrix.MNotJSON.WithMessage("Could not read request body")
 		return &e
 	}
-	return decodeBody(body, v)
+	return decodeChecked(body, v, check)
 }
 
 func decodeBody(body []byte, v any) *mautrix.RespError {
+	return decodeChecked(body, v, canonjson.WellFormed)
+}
+
+// decodeChecked decodes body after check. Messages name the fault's
+// class and position, never the body's text.
+func decodeChecked(body []byte, v any, check func([]byte) error) *mautrix.RespError {
 	if len(body) > maxBodyBytes {
 		e := mautrix.MTooLarge.WithMessage("Request body too large")
 		return &e
 	}
-	if len(strings.TrimSpace(string(body))) == 0 {
-		body = []byte("{}")
+	trimmed := bytes.TrimSpace(body)
+	if len(trimmed) == 0 {
+		trimmed = []byte("{}")
 	}
-	if !json.Valid(body) {
-		e := mautrix.MNotJSON.WithMessage("Content not JSON")
+	if err := check(trimmed); err != nil {
+		ce, ok := canonjson.As(err)
+		if !ok || ce.NotJSON() {
+			e := mautrix.MNotJSON.WithMessage("Content not JSON")
+			return &e
+		}
+		e := mautrix.MBadJSON.WithMessage("Invalid JSON: %s", strings.TrimPrefix(ce.Error(), "canonjson: "))
 		return &e
 	}
-	trimmed := strings.TrimSpace(string(body))
-	if !strings.HasPrefix(trimmed, "{") {
+	if trimmed[0] != '{' {
 		e := mautrix.MBadJSON.WithMessage("Body must be a JSON object")
 		return &e
 	}
-	if err := json.Unmarshal(body, v); err != nil {
-		e := mautrix.MBadJSON.WithMessage("Malformed JSON: %s", err.Error())
+	if err := json.Unmarshal(trimmed, v); err != nil {
+		e := mautrix.MBadJSON.WithMessage("Malformed JSON: %s", errclass.Of(err))
 		return &e
 	}
 	return nil

@@ -2,7 +2,10 @@ package clientapi
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
+
+	"github.com/eimis-hub/eimis/internal/canonjson"
 )
 
 func TestDecodeBody(t *testing.T) {
@@ -23,6 +26,13 @@ func TestDecodeBody(t *testing.T) {
 		{"string", `"x"`, "M_BAD_JSON"},
 		{"wrong type", `{"invite":"@a:b"}`, "M_BAD_JSON"},
 		{"number for string", `{"name":5}`, "M_BAD_JSON"},
+		{"invalid UTF-8", "{\"name\":\"\xff\"}", "M_NOT_JSON"},
+		{"lone surrogate", `{"name":"\ud800"}`, "M_NOT_JSON"},
+		{"surrogate pair", `{"name":"\ud83d\ude00"}`, ""},
+		{"5000 deep", `{"x":` + strings.Repeat("[", 5000) + strings.Repeat("]", 5000) + `}`, "M_BAD_JSON"},
+		{"duplicate member", `{"name":"a","name":"b"}`, "M_BAD_JSON"},
+		{"float outside content", `{"name":"x","order":0.5}`, ""},
+		{"two values", `{} {}`, "M_NOT_JSON"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -33,6 +43,41 @@ func TestDecodeBody(t *testing.T) {
 				t.Fatalf("unexpected error %s", e.ErrCode)
 			case c.code != "" && (e == nil || e.ErrCode != c.code):
 				t.Fatalf("got %v, want %s", e, c.code)
+			}
+		})
+	}
+}
+
+// TestDecodeContent: a body that becomes event content must be canonical
+// JSON; the message never quotes the body.
+func TestDecodeContent(t *testing.T) {
+	const marker = "PATIENT-DUPONT-4242"
+	cases := []struct {
+		name, body string
+		code       string
+	}{
+		{"message", `{"msgtype":"m.text","body":"` + marker + `","n":9007199254740991}`, ""},
+		{"float", `{"` + marker + `":1.5}`, "M_BAD_JSON"},
+		{"integral float", `{"` + marker + `":1.0}`, "M_BAD_JSON"},
+		{"exponent", `{"` + marker + `":1e3}`, "M_BAD_JSON"},
+		{"power level above the largest integer", `{"users":{"@a:hub.test":9007199254740992}}`, "M_BAD_JSON"},
+		{"below the smallest integer", `{"` + marker + `":-9007199254740992}`, "M_BAD_JSON"},
+		{"invalid UTF-8", "{\"body\":\"" + marker + "\xff\"}", "M_NOT_JSON"},
+		{"lone surrogate", `{"body":"` + marker + `\udc00"}`, "M_NOT_JSON"},
+		{"too deep", `{"` + marker + `":` + strings.Repeat(`{"a":`, canonjson.MaxDepth) + `1` + strings.Repeat(`}`, canonjson.MaxDepth) + `}`, "M_BAD_JSON"},
+		{"syntax", `{"` + marker + `":`, "M_NOT_JSON"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var v map[string]any
+			e := decodeChecked([]byte(c.body), &v, canonjson.Validate)
+			switch {
+			case c.code == "" && e != nil:
+				t.Fatalf("unexpected error %s: %s", e.ErrCode, e.Err)
+			case c.code != "" && (e == nil || e.ErrCode != c.code):
+				t.Fatalf("got %v, want %s", e, c.code)
+			case e != nil && strings.Contains(e.Err, marker):
+				t.Fatalf("message quotes the body: %s", e.Err)
 			}
 		})
 	}

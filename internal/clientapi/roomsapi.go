@@ -11,7 +11,9 @@ import (
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/eimis-hub/eimis/internal/canonjson"
 	"github.com/eimis-hub/eimis/internal/door"
+	"github.com/eimis-hub/eimis/internal/errclass"
 	"github.com/eimis-hub/eimis/internal/identity"
 	"github.com/eimis-hub/eimis/internal/policy"
 	"github.com/eimis-hub/eimis/internal/ratelimit"
@@ -36,7 +38,10 @@ type createRoomRequest struct {
 
 func (a *API) createRoom(w http.ResponseWriter, r *http.Request, s identity.Session) {
 	var req createRoomRequest
-	if e := decodeJSON(r, &req); e != nil {
+	// Everything in a createRoom body may end up in a signed event. Event
+	// content sits 3 levels down (initial_state, its entry, content), so
+	// it keeps the depth it would have on its own.
+	if e := readBody(r, &req, canonjson.Rules{MaxDepth: canonjson.MaxDepth + 3}.Check); e != nil {
 		writeErr(w, *e)
 		return
 	}
@@ -88,7 +93,7 @@ func (a *API) createRoom(w http.ResponseWriter, r *http.Request, s identity.Sess
 	}
 	if alias != "" {
 		if err := a.st.PutAlias(r.Context(), string(alias), string(res.RoomID), string(s.UserID)); err != nil {
-			a.log.Warn("alias not stored", "room", res.RoomID, "err", err)
+			a.log.Warn("alias not stored", "room", res.RoomID, errclass.Attr(err))
 		}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"room_id": res.RoomID})
@@ -263,7 +268,7 @@ func (a *API) sendEvent(w http.ResponseWriter, r *http.Request, s identity.Sessi
 		return
 	}
 	var content map[string]any
-	if e := decodeJSON(r, &content); e != nil {
+	if e := decodeContent(r, &content); e != nil {
 		writeErr(w, *e)
 		return
 	}
@@ -274,7 +279,7 @@ func (a *API) sendEvent(w http.ResponseWriter, r *http.Request, s identity.Sessi
 	}
 	raw, err := json.Marshal(content)
 	if err != nil {
-		writeErr(w, mautrix.MBadJSON.WithMessage("%s", err.Error()))
+		writeErr(w, mautrix.MBadJSON.WithMessage("Content cannot be encoded"))
 		return
 	}
 	if len(raw) > rooms.MaxEventBytes {

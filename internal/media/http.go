@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"maunium.net/go/mautrix"
+
+	"github.com/eimis-hub/eimis/internal/errclass"
 )
 
 // The content repository's Matrix errors.
@@ -297,7 +299,7 @@ func (s *Service) internal(w http.ResponseWriter, r *http.Request, err error) {
 	if !ValidID(mediaID) {
 		mediaID = ""
 	}
-	s.log.Error("media: internal error", "err", err, "method", r.Method, "route", r.Pattern, "media_id", mediaID)
+	s.log.Error("media: internal error", errclass.Attr(err), "method", r.Method, "route", r.Pattern, "media_id", mediaID)
 	mautrix.MUnknown.WithMessage("Internal server error").Write(w)
 }
 

@@ -24,6 +24,8 @@ import (
 	"time"
 
 	"maunium.net/go/mautrix"
+
+	"github.com/eimis-hub/eimis/internal/errclass"
 )
 
 const server = "hub.test"
@@ -32,6 +34,9 @@ const server = "hub.test"
 var tokens = map[string]string{"tok-alice": "@alice:hub.test", "tok-bob": "@bob:hub.test"}
 
 var errDBDown = errors.New("database unreachable")
+
+// The log names errors by class (errclass): a sentinel by its fixed text.
+func init() { errclass.Register(errDBDown) }
 
 // testAuth behaves like the hub's: Bearer header or access_token query,
 // RespErrors for a missing or unknown token. "tok-broken" simulates a

@@ -67,6 +67,11 @@ func (s *Server) CreateRoom(ctx context.Context, req CreateRequest) (*Result, er
 	if err != nil {
 		return nil, err
 	}
+	for _, sub := range subs {
+		if err := checkSubmit(sub); err != nil {
+			return nil, err
+		}
+	}
 	return s.submit(ctx, func(b *batch) (*Result, error) {
 		var roomID id.RoomID
 		if !req.Version.RoomIDIsCreateEventID() {
@@ -83,13 +88,13 @@ func (s *Server) CreateRoom(ctx context.Context, req CreateRequest) (*Result, er
 			if i == 0 && req.Version.RoomIDIsCreateEventID() {
 				rid, err := p.GetRoomID()
 				if err != nil {
-					return nil, fmt.Errorf("room ID of create event: %w", err)
+					return nil, opError{fmt.Errorf("%w: room ID of the create event: %w", ErrBadEvent, err)}
 				}
 				rs.roomID = rid
 			}
 			raw, err := marshalPDU(p)
 			if err != nil {
-				return nil, err
+				return nil, opError{fmt.Errorf("%w: %w", ErrBadEvent, err)}
 			}
 			if len(raw) > MaxEventBytes {
 				return nil, fail(ErrTooLarge, "initial event %s is %d bytes", p.Type, len(raw))

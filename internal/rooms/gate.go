@@ -68,7 +68,7 @@ func admit(g Gate, req Submit, content jsontext.Value) (jsontext.Value, error) {
 	m["displayname"] = name
 	out, err := json.Marshal(m)
 	if err != nil {
-		return nil, fmt.Errorf("member content: %w", err)
+		return nil, opError{fmt.Errorf("%w: member content: %w", ErrBadEvent, err)}
 	}
 	return jsontext.Value(out), nil
 }

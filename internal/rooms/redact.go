@@ -26,6 +26,9 @@ func (b *batch) redactionTarget(rs *roomState, req Submit) (*store.Event, error)
 	if target == "" {
 		return nil, fail(ErrBadEvent, "a redaction must name the event it redacts")
 	}
+	if !storable(string(target)) {
+		return nil, fail(ErrUnknownEvent, "the event to redact is not in this room")
+	}
 	te, err := b.tx.GetEvent(b.ctx, string(target))
 	if errors.Is(err, store.ErrNotFound) || (err == nil && te.RoomID != string(rs.roomID)) {
 		return nil, fail(ErrUnknownEvent, "event %s is not in this room", target)

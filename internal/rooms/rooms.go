@@ -17,12 +17,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"time"
 
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/eimis-hub/eimis/internal/door"
+	"github.com/eimis-hub/eimis/internal/errclass"
 	"github.com/eimis-hub/eimis/internal/signingkey"
 	"github.com/eimis-hub/eimis/internal/store"
 )
@@ -237,7 +239,56 @@ func (b *batch) prefetch(ops []*op) error {
 	return err
 }
 
+// runBatch commits ops in one transaction (group commit). A request that
+// fails on its own (refused, malformed, unsignable) fails alone inside it:
+// that is an opError. Any other error aborts the transaction, and it may
+// still be one request's doing (a value the store refuses, a bug that
+// panics), so the writer then runs each request again in a transaction of
+// its own: only the culprit fails. The happy path pays nothing for this.
 func (s *Server) runBatch(ops []*op) {
+	results, err := s.commit(ops)
+	switch {
+	case err == nil:
+	case len(ops) > 1 && !errors.Is(err, context.DeadlineExceeded):
+		// (A deadline means the store is stuck, not that a request is
+		// bad: running them one by one would only take longer to fail.)
+		s.log.Warn("event batch failed; retrying its requests one at a time", errclass.Attr(err), "requests", len(ops))
+		var stuck error
+		for i := range ops {
+			if stuck != nil {
+				results[i] = opResult{err: fmt.Errorf("store: %w", stuck)}
+				continue
+			}
+			one, err := s.commit(ops[i : i+1])
+			results[i] = one[0]
+			if err != nil {
+				s.log.Error("event request failed", errclass.Attr(err))
+				if errors.Is(err, context.DeadlineExceeded) {
+					stuck = err
+				}
+			}
+		}
+	default:
+		s.log.Error("event batch failed", errclass.Attr(err), "requests", len(ops))
+	}
+	for i, o := range ops {
+		o.res <- results[i]
+	}
+	if len(s.cache) > s.cfg.CacheRooms {
+		for k := range s.cache {
+			delete(s.cache, k)
+			if len(s.cache) <= s.cfg.CacheRooms*9/10 {
+				break
+			}
+		}
+	}
+}
+
+// commit runs ops in one transaction and hands what it created to the
+// publisher. When the transaction fails, nothing of it committed: the
+// writer forgets what it learnt inside it, and every op that had not
+// failed on its own gets the error.
+func (s *Server) commit(ops []*op) ([]opResult, error) {
 	results := make([]opResult, len(ops))
 	var all []store.Event
 	// The batch context is not any one request's: a client that gives up
@@ -257,7 +308,7 @@ func (s *Server) runBatch(ops []*op) {
 				continue
 			}
 			b.created = b.created[:0]
-			r, err := o.apply(b)
+			r, err := b.apply(o)
 			if err != nil {
 				if isOpError(err) {
 					results[i] = opResult{err: err}
@@ -274,18 +325,17 @@ func (s *Server) runBatch(ops []*op) {
 		return nil
 	})
 	if err != nil {
-		// Nothing of this batch committed: forget what the writer learnt
-		// inside it, and fail every request that had not failed already.
 		for roomID := range b.touched {
 			delete(s.cache, roomID)
 		}
-		s.log.Error("event batch failed", "err", err, "requests", len(ops))
 		for i := range results {
 			if results[i].err == nil {
 				results[i] = opResult{err: fmt.Errorf("store: %w", err)}
 			}
 		}
-	} else if len(all) > 0 {
+		return results, err
+	}
+	if len(all) > 0 {
 		if s.pub != nil {
 			s.pub.Accepted(all)
 		}
@@ -295,20 +345,31 @@ func (s *Server) runBatch(ops []*op) {
 			}
 		}
 	}
-	for i, o := range ops {
-		o.res <- results[i]
-	}
-	if len(s.cache) > s.cfg.CacheRooms {
-		for k := range s.cache {
-			delete(s.cache, k)
-			if len(s.cache) <= s.cfg.CacheRooms*9/10 {
-				break
-			}
+	return results, nil
+}
+
+// errPanicked is a request whose handling panicked: a bug, which must
+// cost that request only, never the writer goroutine or its batch.
+var errPanicked = errors.New("rooms: request handling panicked")
+
+// apply runs one op. A panic aborts the transaction like a store error
+// (the op may have written part of its work), so the batch is retried
+// one op at a time and only the panicking request fails.
+func (b *batch) apply(o *op) (r *Result, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			// The panic value is not logged: it may quote the request.
+			b.s.log.Error("event request panicked", "panic_type", fmt.Sprintf("%T", p), "stack", string(debug.Stack()))
+			r, err = nil, errPanicked
 		}
-	}
+	}()
+	return o.apply(b)
 }
 
 // opError marks errors that fail one request without aborting the batch.
+// Only errors raised before the request wrote anything may be opErrors:
+// the transaction commits without that request, so a partial write would
+// commit. Errors after a write abort the transaction instead.
 type opError struct{ err error }
 
 func (e opError) Error() string { return e.err.Error() }
@@ -375,6 +436,9 @@ func (s *Server) Send(ctx context.Context, req Submit) (*Result, error) {
 	if req.Door.Kind == "" {
 		req.Door = door.From(ctx)
 	}
+	if err := checkSubmit(req); err != nil {
+		return nil, err
+	}
 	apply := func(b *batch) (*Result, error) {
 		if req.Txn != nil {
 			// Checked under the stream lock, so a retry racing the original
@@ -414,7 +478,7 @@ func (b *batch) appendEvent(rs *roomState, req Submit) (id.EventID, error) {
 	}
 	raw, err := marshalPDU(p)
 	if err != nil {
-		return "", err
+		return "", opError{fmt.Errorf("%w: %w", ErrBadEvent, err)}
 	}
 	if len(raw) > MaxEventBytes {
 		return "", fail(ErrTooLarge, "event is %d bytes, the limit is %d", len(raw), MaxEventBytes)

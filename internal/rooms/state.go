@@ -135,7 +135,9 @@ func (rs *roomState) build(cfg Config, req Submit) (*pdu.PDU, id.EventID, error)
 		}
 	}
 	if err := p.Sign(rs.version, cfg.ServerName, id.KeyID(cfg.Key.ID), cfg.Key.Private); err != nil {
-		return nil, "", fmt.Errorf("sign event: %w", err)
+		// Content passed checkContent, so this should not happen; if it
+		// does, it is this request's fault and fails it alone.
+		return nil, "", opError{fmt.Errorf("%w: the event cannot be signed: %w", ErrBadEvent, err)}
 	}
 	if p.StateKey != nil {
 		// Clients render "accepted the invitation", "changed their name"
@@ -146,14 +148,14 @@ func (rs *roomState) build(cfg Config, req Submit) (*pdu.PDU, id.EventID, error)
 				"replaces_state": prev.id, "prev_content": json.RawMessage(prev.pdu.Content), "prev_sender": prev.pdu.Sender,
 			})
 			if err != nil {
-				return nil, "", fmt.Errorf("unsigned: %w", err)
+				return nil, "", opError{fmt.Errorf("%w: unsigned: %w", ErrBadEvent, err)}
 			}
 			p.Unsigned = jsontext.Value(u)
 		}
 	}
 	evID, err := p.GetEventID(rs.version)
 	if err != nil {
-		return nil, "", fmt.Errorf("event ID: %w", err)
+		return nil, "", opError{fmt.Errorf("%w: event ID: %w", ErrBadEvent, err)}
 	}
 	if authEvents == nil {
 		authEvents = []*pdu.PDU{}

@@ -41,6 +41,9 @@ type Options struct {
 	NoDirectory bool
 	// Configure, when set, adjusts the config before the hub opens.
 	Configure func(*config.Config)
+	// Log, when set, receives the hub's log (else it is discarded, or
+	// written to stderr with EIMIS_TEST_LOG set).
+	Log *slog.Logger
 }
 
 // Hub is a running test instance.
@@ -107,6 +110,9 @@ func Start(t testing.TB, o Options) *Hub {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if os.Getenv("EIMIS_TEST_LOG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	if o.Log != nil {
+		log = o.Log
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	h, err := hub.Open(ctx, cfg, log)
