@@ -13,7 +13,10 @@ import (
 
 	"maunium.net/go/mautrix/id"
 
+	"github.com/eimis-hub/eimis/internal/audit"
+	"github.com/eimis-hub/eimis/internal/consent"
 	"github.com/eimis-hub/eimis/internal/directory"
+	"github.com/eimis-hub/eimis/internal/door"
 	"github.com/eimis-hub/eimis/internal/identity"
 	"github.com/eimis-hub/eimis/internal/operators"
 	"github.com/eimis-hub/eimis/internal/policy"
@@ -183,6 +186,25 @@ func (c *conn) ensureAccount(ctx context.Context, u id.UserID, field string) *Er
 	return errf(CodeInternal, "", "")
 }
 
+// door is where this connection's requests enter the hub.
+func (c *conn) door() door.Door { return door.Of(door.Bridge, c.bridge.ID) }
+
+// refused records a refused bind through the hub's one refusal path and
+// returns e for the bridge.
+func (c *conn) refused(ctx context.Context, u id.UserID, e *Error) *Error {
+	c.g.cfg.Recorder.Refused(ctx, door.Refusal{
+		Door: c.door(), Code: e.Code, Actor: "operator:" + c.bridge.OperatorID,
+		Action: audit.ActionBindingBind, Target: string(u),
+	})
+	return e
+}
+
+// consentFields are the request fields each consent refusal is about.
+var consentFields = map[policy.Code]string{
+	policy.LinkCodeInvalid: "/link_code", policy.LinkCodeAttempts: "/link_code",
+	policy.PSCProofRequired: "/psc_proof", policy.PSCProofInvalid: "/psc_proof",
+}
+
 func (c *conn) bind(ctx context.Context, f Frame) (any, *Error) {
 	r, e := decodeReq[bindReq](f)
 	if e != nil {
@@ -191,26 +213,26 @@ func (c *conn) bind(ctx context.Context, f Frame) (any, *Error) {
 	u := id.NewUserID(r.IDNat, c.g.cfg.ServerName)
 	if err := c.g.cfg.Policy.CheckUser(u); err != nil {
 		if e := refusalError(err, "/idnat"); e != nil {
-			return nil, e
+			return nil, c.refused(ctx, u, e)
 		}
 		return nil, errf(CodeInternal, "", "")
 	}
-	if verify := c.g.cfg.VerifyPSCProof; verify != nil {
-		if r.PSCProof == "" {
-			return nil, errf(CodePSCProofRequired, "/psc_proof", "")
-		}
-		if err := verify(ctx, r.IDNat, r.PSCProof); err != nil {
-			c.log.Warn("bind refused: PSC proof", "user", u, "err", err)
-			return nil, errf(CodePSCProofInvalid, "/psc_proof", "")
-		}
+	// The practitioner's consent comes before anything is done for them,
+	// their account included.
+	grant, err := c.g.cfg.Consent.Bind(ctx, c.door(), u, consent.Evidence{LinkCode: r.LinkCode, PSCProof: r.PSCProof})
+	if ref, ok := policy.AsRefusal(err); ok {
+		return nil, c.refused(ctx, u, &Error{Code: string(ref.Code), Message: ref.Error(), Field: consentFields[ref.Code]})
+	}
+	switch {
+	case errors.Is(err, consent.ErrUnknownApp):
+		// The bridge's record is gone: it was removed while connected.
+		return nil, errf(CodeBridgeRevoked, "", "")
+	case err != nil:
+		c.log.Error("bind: consent", "user", u, "err", err)
+		return nil, errf(CodeUnavailable, "", "")
 	}
 	if e := c.ensureAccount(ctx, u, "/idnat"); e != nil {
 		return nil, e
-	}
-	created, err := c.g.cfg.Store.BindBridgeUser(ctx, c.bridge.ID, string(u))
-	if err != nil {
-		c.log.Error("bind", "user", u, "err", err)
-		return nil, errf(CodeUnavailable, "", "")
 	}
 	if err := c.loadMemberships(ctx, u); err != nil {
 		c.log.Error("bind: memberships", "user", u, "err", err)
@@ -219,8 +241,8 @@ func (c *conn) bind(ctx context.Context, f Frame) (any, *Error) {
 	c.mu.Lock()
 	delete(c.revoked, u)
 	c.mu.Unlock()
-	if created {
-		c.log.Info("user bound", "user", u)
+	if grant.Fresh {
+		c.log.Info("user bound", "user", u, "proof", grant.Binding.Proof, "new", grant.Created)
 	}
 	res := bindResult{UserID: string(u), IDNat: r.IDNat, Rooms: []roomMembership{}}
 	res.DisplayName, _ = c.g.cfg.Policy.DisplayName(u)
@@ -242,12 +264,14 @@ func (c *conn) unbind(ctx context.Context, f Frame) (any, *Error) {
 		return nil, e
 	}
 	u := id.NewUserID(r.IDNat, c.g.cfg.ServerName)
-	existed, err := c.g.cfg.Store.UnbindBridgeUser(ctx, c.bridge.ID, string(u))
+	// Forgotten here first: the change the consent service announces
+	// finds nothing left to revoke on this connection.
+	c.unbindLocal(u)
+	existed, err := c.g.cfg.Consent.Unbind(ctx, c.door(), u)
 	if err != nil {
 		c.log.Error("unbind", "user", u, "err", err)
 		return nil, errf(CodeUnavailable, "", "")
 	}
-	c.unbindLocal(u)
 	if existed {
 		c.log.Info("user unbound", "user", u)
 	}

@@ -233,6 +233,7 @@ type Store interface {
 	TrustStore
 	BridgeStore
 	AppserviceStore
+	ConsentStore
 }
 
 // ErrImportSuperseded is returned by a DirectoryImport whose generation was
