@@ -63,6 +63,15 @@ var (
 	ErrUnsupported    = &Error{Code: "EIMIS_UNSUPPORTED"}
 	ErrUnavailable    = &Error{Code: "EIMIS_UNAVAILABLE"}
 	ErrPSCProofNeeded = &Error{Code: "EIMIS_PSC_PROOF_REQUIRED"}
+
+	// The practitioner's consent is missing or its proof was refused.
+	ErrConsentRequired  = &Error{Code: "EIMIS_CONSENT_REQUIRED"}
+	ErrLinkCodeInvalid  = &Error{Code: "EIMIS_LINK_CODE_INVALID"}
+	ErrLinkCodeAttempts = &Error{Code: "EIMIS_LINK_CODE_ATTEMPTS"}
+	ErrPSCProofInvalid  = &Error{Code: "EIMIS_PSC_PROOF_INVALID"}
+	// ErrBindingRevoked is the code of a UserRevoked when the practitioner
+	// or an operator revoked the binding.
+	ErrBindingRevoked = &Error{Code: "EIMIS_BINDING_REVOKED"}
 )
 
 // ErrDisconnected: the connection ended before the hub answered. The

@@ -55,7 +55,7 @@ var messages = map[Code]string{
 	ResponsibleRefused:   "%s: the practitioner responsible for this account is not authorised on this hub",
 	AdminAccount:         "%s is an administration account and cannot take part in conversations",
 	DisplayNameLocked:    "the display name of %s comes from the health directory and cannot be changed",
-	ConsentRequired:      "%s has not consented to this app acting for them: bind with a link code the practitioner obtains from their own session, or a Pro Santé Connect proof",
+	ConsentRequired:      "%s: the practitioner has not consented to this app acting for them (they give a link code from a session of their own, or a Pro Santé Connect proof)",
 	LinkCodeInvalid:      "the link code for %s is unknown, used, expired or meant for another app",
 	LinkCodeAttempts:     "too many wrong link codes from %s; try again later",
 	PSCProofRequired:     "this hub binds %s only with a Pro Santé Connect proof (psc_proof)",
