@@ -43,7 +43,10 @@ esac
 (cd "$root" && go build -o "$work/bin/" ./cmd/eimis-hub ./cmd/eimis-bench)
 port=$(free_port)
 pprof_port=$(free_port)
-args=(serve --data-dir "$work/data" --listen "127.0.0.1:$port" --log-level warn)
+# The bench binds thousands of synthetic practitioners, who cannot each
+# type a link code: the hub runs with the insecure bind option, which is
+# what it measures too (a consented bind costs one more indexed delete).
+args=(serve --data-dir "$work/data" --listen "127.0.0.1:$port" --log-level warn --bridge-bind-without-consent-insecure)
 
 if [ "$dialect" = postgres ]; then
   pg_bin=$(dirname "$(command -v initdb || ls /usr/lib/postgresql/*/bin/initdb | tail -1)")
