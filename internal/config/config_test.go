@@ -71,6 +71,7 @@ func TestDefaultsWorkWithoutConfiguration(t *testing.T) {
 		AuditRetention:            183 * 24 * time.Hour,
 		MediaDir:                  filepath.Join("data", "media"),
 		MediaMaxUploadBytes:       50 << 20,
+		BindingLinkCodeTTL:        10 * time.Minute,
 	}
 	if c != want {
 		t.Errorf("Load(\"\", nil) =\n%+v\nwant\n%+v", c, want)
@@ -121,6 +122,7 @@ func TestLoadValidFile(t *testing.T) {
 		AuditRetention:            183 * 24 * time.Hour,
 		MediaDir:                  "/var/lib/eimis/media",
 		MediaMaxUploadBytes:       50 << 20,
+		BindingLinkCodeTTL:        10 * time.Minute,
 	}
 	if c != want {
 		t.Errorf("got\n%+v\nwant\n%+v", c, want)
@@ -455,6 +457,14 @@ func TestVerify(t *testing.T) {
 		{"replicas six", func(c *Config) { c.NATS = "nats://n:4222"; c.NATSReplicas = 6 }, "out of range"},
 		{"replicas with cluster", func(c *Config) { c.NATS = "nats://n:4222"; c.NATSReplicas = 3 }, ""},
 		{"replicas embedded", func(c *Config) { c.NATSReplicas = 3 }, "external NATS"},
+		{"insecure binds", func(c *Config) { c.BridgeBindWithoutConsentInsecure = true }, ""},
+		{"insecure binds with PSC required", func(c *Config) {
+			c.PSCIssuer, c.PSCClientID, c.PSCClientSecret = "https://psc.example", "id", "secret"
+			c.BridgeRequirePSCProof, c.BridgeBindWithoutConsentInsecure = true, true
+		}, "contradicts bridge_require_psc_proof"},
+		{"link code ttl 1h", func(c *Config) { c.BindingLinkCodeTTL = time.Hour }, ""},
+		{"link code ttl too short", func(c *Config) { c.BindingLinkCodeTTL = 30 * time.Second }, "binding_link_code_ttl"},
+		{"link code ttl too long", func(c *Config) { c.BindingLinkCodeTTL = 24 * time.Hour }, "binding_link_code_ttl"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -180,15 +180,19 @@ func TestBridgeConsent(t *testing.T) {
 		t.Fatalf("the event after the revocation is delivered for %v", ev.Users)
 	}
 
-	// The trail names the app and the practitioner at each step.
+	// The trail names the app and the practitioner at each step, refused
+	// binds included.
 	var steps []string
 	for _, e := range auditActions(t, h, string(alice.UserID)) {
-		steps = append(steps, e.Action+" "+e.Actor+" "+e.Reason)
+		steps = append(steps, e.Action+" "+e.Decision+" "+e.Actor+" "+e.Reason)
 	}
 	want := []string{
-		"binding.link_code " + string(alice.UserID) + " door=bridge:acme-app",
-		"binding.bind bridge:acme-app door=bridge:acme-app proof=link_code",
-		"binding.revoke " + string(alice.UserID) + " door=bridge:acme-app",
+		"binding.bind deny operator:acme EIMIS_CONSENT_REQUIRED door=bridge:acme-app",
+		"binding.link_code allow " + string(alice.UserID) + " door=bridge:acme-app",
+		"binding.bind allow bridge:acme-app door=bridge:acme-app proof=link_code",
+		"binding.bind deny operator:acme EIMIS_LINK_CODE_INVALID door=bridge:acme-app",
+		"binding.revoke allow " + string(alice.UserID) + " door=bridge:acme-app",
+		"binding.bind deny operator:acme EIMIS_CONSENT_REQUIRED door=bridge:acme-app",
 	}
 	if !slices.Equal(steps, want) {
 		t.Fatalf("audit trail of alice's bindings:\n%s\nwant:\n%s", strings.Join(steps, "\n"), strings.Join(want, "\n"))
@@ -324,9 +328,17 @@ func TestAppserviceConsent(t *testing.T) {
 		}
 		return nil
 	})
-	if e := auditActions(t, h, string(carol.UserID)); len(e) < 2 || e[len(e)-1].Action != audit.ActionBindingBind || e[len(e)-1].Actor != "appservice:fake" ||
-		e[len(e)-1].Reason != "door=appservice:fake proof=link_code" {
-		t.Fatalf("audit of carol's consent: %+v", e)
+	var steps []string
+	for _, e := range auditActions(t, h, string(carol.UserID)) {
+		steps = append(steps, e.Action+" "+e.Decision+" "+e.Actor+" "+e.Reason)
+	}
+	want := []string{
+		"binding.bind deny " + string(carolPuppet) + " EIMIS_LINK_CODE_INVALID door=appservice:fake",
+		"binding.link_code allow " + string(carol.UserID) + " door=appservice:fake",
+		"binding.bind allow appservice:fake door=appservice:fake proof=link_code",
+	}
+	if !slices.Equal(steps, want) {
+		t.Fatalf("audit trail of carol's bindings:\n%s\nwant:\n%s", strings.Join(steps, "\n"), strings.Join(want, "\n"))
 	}
 }
 

@@ -29,7 +29,6 @@ import (
 	"github.com/eimis-hub/eimis/internal/consent"
 	"github.com/eimis-hub/eimis/internal/directory"
 	"github.com/eimis-hub/eimis/internal/directory/fhir"
-	"github.com/eimis-hub/eimis/internal/door"
 	"github.com/eimis-hub/eimis/internal/identity"
 	"github.com/eimis-hub/eimis/internal/media"
 	"github.com/eimis-hub/eimis/internal/operators"
@@ -207,7 +206,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (h *Hub, err
 	// the consents to them.
 	h.Appservices = appservice.New(appservice.Config{ServerName: cfg.ServerName, Store: h.Store, Bus: h.Bus,
 		Policy: h.Policy, IDs: h.IDs, Log: log.With("component", "appservice"), ReloadInterval: cfg.TrustReloadInterval,
-		Consent: h.Consent, Recorder: door.Discard{},
+		Consent: h.Consent, Recorder: bindRefusals{h},
 		OnConsentWithdrawn: func(context.Context) {
 			// The withdrawn puppets are now refused for good: the sweep
 			// writes their leaves, so their appservice stops receiving
@@ -326,7 +325,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (h *Hub, err
 	}
 	h.Media = media.New(mediaStore, media.Config{ServerName: cfg.ServerName, MaxUploadBytes: int64(cfg.MediaMaxUploadBytes)}, log.With("component", "media"))
 	if h.Bridges, err = gateway.New(gateway.Config{
-		Consent: h.Consent, Recorder: door.Discard{},
+		Consent: h.Consent, Recorder: bindRefusals{h},
 		ServerName: cfg.ServerName, Store: h.Store, Rooms: h.Rooms, Policy: h.Policy, IDs: h.IDs,
 		Operators: h.Operators, Feeds: h.Bus, Ephemeral: h.Sync, Search: h.searchDirectory,
 		Retention: cfg.NATSStreamMaxAge, Log: log.With("component", "bridges"), Media: bridgeMedia{h.Media},
@@ -429,64 +428,6 @@ func (h *Hub) searchDirectory(query string, limit int) []directory.Entry {
 		return nil
 	}
 	return ix.Search(query, limit)
-}
-
-// verifyPSCProof checks that a Pro Santé Connect access token given as
-// proof of consent belongs to the practitioner (nil without a provider:
-// such proofs are then refused).
-func verifyPSCProof(p *psc.Provider) func(ctx context.Context, idNat, proof string) error {
-	if p == nil {
-		return nil
-	}
-	return func(ctx context.Context, idNat, proof string) error {
-		who, err := p.IdentityFromAccessToken(ctx, proof)
-		if err != nil {
-			return err
-		}
-		if who.IDNat != idNat {
-			return fmt.Errorf("the proof is for %s, not %s", who.IDNat, idNat)
-		}
-		return nil
-	}
-}
-
-// bindingAnnouncement is a binding change as announced to the other
-// instances (bus.SubjectBindings).
-type bindingAnnouncement struct {
-	Kind   string `json:"kind"`
-	AppID  string `json:"app_id"`
-	UserID string `json:"user_id"`
-	Action string `json:"action"`
-}
-
-// bindingChanged is the consent service's OnChange: the change takes
-// effect on this instance at once, and is announced to the others.
-func (h *Hub) bindingChanged(ctx context.Context, c consent.Change) {
-	a := bindingAnnouncement{Kind: c.Binding.Kind, AppID: c.Binding.AppID, UserID: c.Binding.UserID, Action: c.Action}
-	h.applyBindingChange(ctx, a)
-	data, _ := json.Marshal(a)
-	if err := h.Bus.PublishEphemeral(bus.SubjectBindings, data); err != nil {
-		h.Log.Warn("announce binding change", "err", err)
-	}
-}
-
-// applyBindingChange acts on a binding change made here or on another
-// instance (applying one twice changes nothing): a live bridge
-// connection drops a user whose binding is gone, and the consents to
-// appservices are reloaded.
-func (h *Hub) applyBindingChange(ctx context.Context, a bindingAnnouncement) {
-	switch a.Kind {
-	case store.BindingBridge:
-		if a.Action != audit.ActionBindingBind && h.Bridges != nil {
-			h.Bridges.BindingRevoked(ctx, a.AppID, id.UserID(a.UserID))
-		}
-	case store.BindingAppservice:
-		if h.Appservices != nil {
-			if err := h.Appservices.ReloadConsents(ctx); err != nil {
-				h.Log.Warn("reload appservice consents", "err", err)
-			}
-		}
-	}
 }
 
 // countingGate counts the trust space's refusals as the room server
