@@ -31,15 +31,12 @@ func newAttempts(max int, window time.Duration) *attempts {
 	return &attempts{max: max, window: window, by: map[string]*tries{}}
 }
 
-// locked reports whether door may not try a code now, and until when.
-func (a *attempts) locked(door string, now time.Time) (bool, time.Time) {
+// locked reports whether door may not try a code now.
+func (a *attempts) locked(door string, now time.Time) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	t := a.by[door]
-	if t == nil || !now.Before(t.start.Add(a.window)) {
-		return false, time.Time{}
-	}
-	return t.wrong >= a.max, t.start.Add(a.window)
+	return t != nil && now.Before(t.start.Add(a.window)) && t.wrong >= a.max
 }
 
 // wrong counts a wrong code and reports whether door is now locked.

@@ -115,8 +115,6 @@ type Evidence struct {
 	PSCProof string
 }
 
-func (e Evidence) empty() bool { return e.LinkCode == "" && e.PSCProof == "" }
-
 // Grant is a bind that was allowed.
 type Grant struct {
 	Binding store.Binding
@@ -276,7 +274,7 @@ func (s *Service) Bind(ctx context.Context, d door.Door, user id.UserID, ev Evid
 			return refuse(policy.PSCProofRequired)
 		}
 		now := s.cfg.Now()
-		if locked, _ := s.tries.locked(d.String(), now); locked {
+		if s.tries.locked(d.String(), now) {
 			return Grant{}, &policy.Refusal{Code: policy.LinkCodeAttempts, Subject: d.String()}
 		}
 		norm, ok := normalizeCode(ev.LinkCode)
