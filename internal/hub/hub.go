@@ -91,7 +91,6 @@ type Hub struct {
 	appservicesDone chan struct{}
 
 	cancel        context.CancelFunc
-	runCtx        context.Context
 	relayDone     chan struct{}
 	unsubRevoked  func()
 	unsubBindings func()
@@ -101,7 +100,7 @@ type Hub struct {
 func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (h *Hub, err error) {
 	h = &Hub{Config: cfg, Log: log}
 	runCtx, cancel := context.WithCancel(context.Background())
-	h.cancel, h.runCtx = cancel, runCtx
+	h.cancel = cancel
 	defer func() {
 		if err != nil {
 			h.Close()
