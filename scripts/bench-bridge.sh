@@ -43,8 +43,11 @@ esac
 (cd "$root" && go build -o "$work/bin/" ./cmd/eimis-hub ./cmd/eimis-bench)
 port=$(free_port)
 pprof_port=$(free_port)
-# Rate limits off: the benchmark binds and sends at machine speed.
-args=(serve --data-dir "$work/data" --listen "127.0.0.1:$port" --log-level warn --rate-limits=false)
+# Rate limits off: the benchmark binds and sends at machine speed. The
+# bench binds thousands of synthetic practitioners, who cannot each type a
+# link code: the hub runs with the insecure bind option, which is what it
+# measures too (a consented bind costs one more indexed delete).
+args=(serve --data-dir "$work/data" --listen "127.0.0.1:$port" --log-level warn --rate-limits=false --bridge-bind-without-consent-insecure)
 
 if [ "$dialect" = postgres ]; then
   pg_bin=$(dirname "$(command -v initdb || ls /usr/lib/postgresql/*/bin/initdb | tail -1)")

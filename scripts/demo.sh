@@ -26,7 +26,10 @@ done
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
-"$bin/eimis-hub" serve "${store[@]}" --listen "$listen" --log-level warn &
+# The demo apps bind their fictional practitioners at start-up, with
+# nobody there to type a link code: the demo hub runs with the insecure
+# bind option, which a real hub never uses.
+"$bin/eimis-hub" serve "${store[@]}" --listen "$listen" --log-level warn --bridge-bind-without-consent-insecure &
 pids+=($!)
 for _ in $(seq 1 100); do curl -fs "http://$listen/_eimis/ready" >/dev/null 2>&1 && break; sleep 0.2; done
 

@@ -268,6 +268,10 @@ func (reg *Registration) validate(serverName string, checkTokens bool) (*Compile
 		bad("sender_localpart", "required")
 	} else if err := validHistoricalLocalpart(reg.SenderLocalpart); err != nil {
 		bad("sender_localpart", "%v", err)
+	} else if strings.Trim(reg.SenderLocalpart, "0123456789") == "" {
+		// The same rule as for namespaces: @<digits>:server is a
+		// practitioner's own account, never an appservice's.
+		bad("sender_localpart", "%q could be a practitioner's own account (@<idNat>:%s); choose a name of the appservice's own", reg.SenderLocalpart, serverName)
 	}
 	c := &Compiled{Registration: *reg, sender: "@" + reg.SenderLocalpart + ":" + serverName}
 	practitioners := `^@[0-9]+:` + regexp.QuoteMeta(serverName) + `$`

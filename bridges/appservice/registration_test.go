@@ -96,6 +96,7 @@ func TestRegistrationErrorsNameTheField(t *testing.T) {
 		{"two captures", base + "namespaces:\n  users:\n    - regex: '@(tg)_(.*):hub\\.test'\n      exclusive: true\n", []string{"2 capture groups"}},
 		{"bot of another server", base + "namespaces:\n  users:\n    - regex: '^@bot:elsewhere\\.example$'\n      exclusive: true\n", []string{"not a user of hub.test"}},
 		{"given twice", base + "id: again\n", []string{"id: given twice"}},
+		{"sender is a practitioner", "id: tg\nurl: null\n" + tokens + "sender_localpart: '810000000017'\n", []string{"sender_localpart", "practitioner's own account"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

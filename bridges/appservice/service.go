@@ -20,6 +20,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/eimis-hub/eimis/internal/bus"
+	"github.com/eimis-hub/eimis/internal/door"
 	"github.com/eimis-hub/eimis/internal/identity"
 	"github.com/eimis-hub/eimis/internal/policy"
 	"github.com/eimis-hub/eimis/internal/store"
@@ -37,8 +38,21 @@ type Config struct {
 	// client with a 60 s timeout.
 	HTTPClient *http.Client
 	// ReloadInterval is how often registrations added or removed by the
-	// CLI are picked up (the trust space's reload interval).
+	// CLI are picked up (the trust space's reload interval), and the
+	// practitioners' consents to puppets.
 	ReloadInterval time.Duration
+	// Consent records the practitioners' consent that the appservices
+	// bind them with (POST /_eimis/appservice/v1/bindings); nil turns
+	// that endpoint off.
+	Consent Consent
+	// Recorder is told about every bind the appservice door refuses
+	// (default door.Discard).
+	Recorder door.Recorder
+	// OnConsentWithdrawn is called when a reload finds that a
+	// practitioner withdrew their consent to an appservice: their
+	// puppet is now refused, and the hub takes it out of its rooms (the
+	// trust keeper's sweep).
+	OnConsentWithdrawn func(ctx context.Context)
 }
 
 // Service authenticates appservices and pushes events to them.
@@ -60,6 +74,11 @@ type Service struct {
 	// appservice ID.
 	ephMu sync.Mutex
 	eph   map[string]*pusher
+
+	// consentMu serialises consent reloads; consents is the last set
+	// loaded, to tell a withdrawal.
+	consentMu sync.Mutex
+	consents  map[policy.PuppetConsent]bool
 }
 
 type entry struct {
@@ -79,6 +98,9 @@ func New(cfg Config) *Service {
 	}
 	if cfg.ReloadInterval <= 0 {
 		cfg.ReloadInterval = 10 * time.Second
+	}
+	if cfg.Recorder == nil {
+		cfg.Recorder = door.Discard{}
 	}
 	s := &Service{cfg: cfg, owner: identity.RandomString(16), registered: map[id.UserID]bool{}, runners: map[string]*runner{}, eph: map[string]*pusher{}}
 	s.snap.Store(&snapshot{byID: map[string]*entry{}, byToken: map[[32]byte]*entry{}})
@@ -116,6 +138,11 @@ func (s *Service) Reload(ctx context.Context) error {
 		}
 	}
 	if s.cfg.Policy != nil {
+		// Consents first: a new namespace's puppets are never authorised
+		// without them, not even for the time between two calls.
+		if err := s.ReloadConsents(ctx); err != nil {
+			return err
+		}
 		if err := s.cfg.Policy.SetPuppetNamespaces(puppets); err != nil {
 			return err
 		}
@@ -132,6 +159,41 @@ func (s *Service) Reload(ctx context.Context) error {
 		}
 	}
 	s.syncRunners()
+	return nil
+}
+
+// ReloadConsents re-reads the practitioners' consents to appservices
+// (bindings of kind appservice) into the policy engine, which decides on
+// puppets from them. A consent found withdrawn calls OnConsentWithdrawn.
+func (s *Service) ReloadConsents(ctx context.Context) error {
+	if s.cfg.Policy == nil {
+		return nil
+	}
+	s.consentMu.Lock()
+	defer s.consentMu.Unlock()
+	bs, err := s.cfg.Store.Bindings(ctx, store.BindingFilter{Kind: store.BindingAppservice})
+	if err != nil {
+		return fmt.Errorf("appservice consents: %w", err)
+	}
+	next := make(map[policy.PuppetConsent]bool, len(bs))
+	list := make([]policy.PuppetConsent, 0, len(bs))
+	for _, b := range bs {
+		c := policy.PuppetConsent{Appservice: b.AppID, IDNat: id.UserID(b.UserID).Localpart()}
+		next[c] = true
+		list = append(list, c)
+	}
+	s.cfg.Policy.SetPuppetConsents(list)
+	withdrawn := false
+	for c := range s.consents {
+		if !next[c] {
+			withdrawn = true
+			s.cfg.Log.Info("consent to an appservice withdrawn", "appservice", c.Appservice, "idnat", c.IDNat)
+		}
+	}
+	s.consents = next
+	if withdrawn && s.cfg.OnConsentWithdrawn != nil {
+		s.cfg.OnConsentWithdrawn(ctx)
+	}
 	return nil
 }
 

@@ -30,6 +30,8 @@ type fixture struct {
 	doctor  string // an active practitioner
 	retired string // an inactive one
 	unknown string // a valid idNat absent from the directory
+	// withdrawn counts the reloads that found a consent withdrawn.
+	withdrawn int
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -54,7 +56,8 @@ func newFixture(t *testing.T) *fixture {
 	f.pol = policy.New(server, &dir, nil)
 	f.ids = identity.New(st, server, bcrypt.MinCost)
 	f.ids.SetAdmission(f.pol)
-	f.svc = New(Config{ServerName: server, Store: st, Policy: f.pol, IDs: f.ids, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	f.svc = New(Config{ServerName: server, Store: st, Policy: f.pol, IDs: f.ids, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		OnConsentWithdrawn: func(context.Context) { f.withdrawn++ }})
 	return f
 }
 
@@ -182,6 +185,19 @@ func TestAuthenticateAndMasquerade(t *testing.T) {
 	if !f.svc.Owns("whatsapp", puppet) {
 		t.Fatal("the puppet is the appservice's to register")
 	}
+	// Without the doctor's consent to this appservice, no puppet of her.
+	if _, err := f.ids.CreateAccount(ctx, puppet.Localpart(), "", false); err == nil {
+		t.Fatal("puppet registered without consent")
+	} else if r, ok := policy.AsRefusal(err); !ok || r.Code != policy.ConsentRequired {
+		t.Fatalf("puppet registered without consent: %v", err)
+	}
+	doctorID := "@" + f.doctor + ":" + server
+	if _, err := f.st.PutBinding(ctx, store.Binding{Kind: store.BindingAppservice, AppID: "whatsapp", UserID: doctorID, Proof: store.ProofSession}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.svc.ReloadConsents(ctx); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := f.ids.CreateAccount(ctx, puppet.Localpart(), "", false); err != nil {
 		t.Fatal(err)
 	}
@@ -191,6 +207,20 @@ func TestAuthenticateAndMasquerade(t *testing.T) {
 	acc, _ := f.st.GetAccount(ctx, puppet.Localpart())
 	if acc.DisplayName != "Anne Martin - Médecin" {
 		t.Fatalf("puppet display name = %q, want the directory's", acc.DisplayName)
+	}
+
+	// Withdrawn: refused again at once, and the hub is told.
+	if _, err := f.st.DeleteBinding(ctx, store.BindingAppservice, "whatsapp", doctorID); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.svc.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ref, ok := policy.AsRefusal(f.pol.CheckUser(puppet)); !ok || ref.Code != policy.ConsentRequired || f.withdrawn != 1 {
+		t.Errorf("after the withdrawal: %v, %d withdrawals noticed", ref, f.withdrawn)
+	}
+	if _, _, err := f.svc.Authenticate(ctx, reg.ASToken, puppet); err == nil {
+		t.Error("the puppet still acts after the withdrawal")
 	}
 
 	_, _, err = f.svc.Authenticate(ctx, reg.ASToken, id.UserID("@"+f.doctor+":hub.test"))

@@ -16,6 +16,7 @@ import (
 
 	"github.com/eimis-hub/eimis/bridges/demo"
 	"github.com/eimis-hub/eimis/bridges/gateway"
+	"github.com/eimis-hub/eimis/internal/config"
 	"github.com/eimis-hub/eimis/internal/hub/hubtest"
 	"github.com/eimis-hub/eimis/internal/operators"
 	"github.com/eimis-hub/eimis/internal/store/pgtest"
@@ -38,7 +39,8 @@ type world struct {
 
 func startWorld(t *testing.T) *world {
 	t.Helper()
-	h := hubtest.Start(t, hubtest.Options{})
+	// As scripts/demo.sh runs it: the apps bind without consent.
+	h := hubtest.Start(t, hubtest.Options{Configure: func(c *config.Config) { c.BridgeBindWithoutConsentInsecure = true }})
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	w := &world{hub: h}

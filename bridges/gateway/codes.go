@@ -1,6 +1,10 @@
 package gateway
 
-import "time"
+import (
+	"time"
+
+	"github.com/eimis-hub/eimis/internal/policy"
+)
 
 // This file is the one list of the Bridge Protocol's own error codes.
 // Bridges branch on the code (stable, never renamed); people read the
@@ -57,10 +61,10 @@ const (
 	// a media store).
 	CodeUnsupported Code = "EIMIS_UNSUPPORTED"
 	// CodePSCProofRequired: this hub binds practitioners only with a Pro
-	// Santé Connect proof.
-	CodePSCProofRequired Code = "EIMIS_PSC_PROOF_REQUIRED"
+	// Santé Connect proof (bridge_require_psc_proof).
+	CodePSCProofRequired = Code(policy.PSCProofRequired)
 	// CodePSCProofInvalid: the Pro Santé Connect proof was refused.
-	CodePSCProofInvalid Code = "EIMIS_PSC_PROOF_INVALID"
+	CodePSCProofInvalid = Code(policy.PSCProofInvalid)
 	// CodeSlowConsumer: the bridge neither read nor acknowledged its
 	// events for too long. The connection closes; nothing is lost.
 	CodeSlowConsumer Code = "EIMIS_SLOW_CONSUMER"
@@ -78,6 +82,20 @@ const (
 	// CodeRateLimited: the bridge exceeded its operator's rate limit for
 	// this kind of request; the error carries retry_after_ms.
 	CodeRateLimited Code = "EIMIS_RATE_LIMITED"
+	// CodeConsentRequired: bind gave no proof of the practitioner's
+	// consent and the bridge has no binding of them yet. The consent
+	// codes are the hub's (internal/policy/codes.go), listed here too
+	// because bridges meet them.
+	CodeConsentRequired = Code(policy.ConsentRequired)
+	// CodeLinkCodeInvalid: the link code is unknown, used, expired,
+	// another practitioner's or restricted to another app.
+	CodeLinkCodeInvalid = Code(policy.LinkCodeInvalid)
+	// CodeLinkCodeAttempts: too many wrong link codes from this bridge;
+	// link-code binds are refused for a while.
+	CodeLinkCodeAttempts = Code(policy.LinkCodeAttempts)
+	// CodeBindingRevoked (in user_revoked): the practitioner or an
+	// operator revoked the binding.
+	CodeBindingRevoked = Code(policy.BindingRevoked)
 )
 
 // messages are the default human texts.
@@ -109,6 +127,10 @@ var messages = map[Code]string{
 	CodeInternal:           "internal error",
 	CodeUploadRefused:      "the media store refused the file",
 	CodeRateLimited:        "too many requests of this kind from this bridge; retry after retry_after_ms",
+	CodeConsentRequired:    "the practitioner has not consented to this bridge acting for them: bind with a link_code or a psc_proof",
+	CodeLinkCodeInvalid:    "the link code is unknown, used, expired or meant for another app",
+	CodeLinkCodeAttempts:   "too many wrong link codes from this bridge; try again later",
+	CodeBindingRevoked:     "the binding of this practitioner was revoked",
 }
 
 // Message is the default text of a code.

@@ -15,6 +15,7 @@ import (
 	"github.com/tidwall/gjson"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/eimis-hub/eimis/internal/audit"
 	"github.com/eimis-hub/eimis/internal/bus"
 	"github.com/eimis-hub/eimis/internal/door"
 	"github.com/eimis-hub/eimis/internal/policy"
@@ -379,7 +380,7 @@ func (c *conn) establish(ctx context.Context, h helloFrame) bool {
 		c.shutdown(refusalError(err, ""), websocket.ClosePolicyViolation)
 		return false
 	}
-	users, err := c.g.cfg.Store.BridgeUsers(ctx, c.bridge.ID)
+	bindings, err := c.g.cfg.Store.Bindings(ctx, store.BindingFilter{Kind: store.BindingBridge, AppID: c.bridge.ID})
 	if err != nil {
 		c.log.Error("bridge users", "err", err)
 		c.shutdown(errf(CodeUnavailable, "", ""), websocket.CloseInternalServerErr)
@@ -391,8 +392,15 @@ func (c *conn) establish(ctx context.Context, h helloFrame) bool {
 	}
 	var revoked []gone
 	var boundIDs []string
-	for _, s := range users {
-		u := id.UserID(s)
+	for _, b := range bindings {
+		u := id.UserID(b.UserID)
+		if !c.g.cfg.Consent.Honoured(b) {
+			// Bound without consent (insecure mode since left, or before
+			// consent was recorded): the practitioner must consent now.
+			ref := &policy.Refusal{Code: policy.ConsentRequired, Subject: b.UserID}
+			revoked = append(revoked, gone{u, string(ref.Code), ref.Error()})
+			continue
+		}
 		if ref, ok := policy.AsRefusal(c.g.cfg.Policy.CheckUser(u)); ok && ref.Definite() {
 			revoked = append(revoked, gone{u, string(ref.Code), ref.Error()})
 			continue
@@ -402,7 +410,7 @@ func (c *conn) establish(ctx context.Context, h helloFrame) bool {
 			c.shutdown(errf(CodeUnavailable, "", ""), websocket.CloseInternalServerErr)
 			return false
 		}
-		boundIDs = append(boundIDs, s)
+		boundIDs = append(boundIDs, b.UserID)
 	}
 	feed, err := c.g.cfg.Feeds.OpenBridgeFeed(ctx, c.bridge.ID, bus.BridgeFeedConfig{
 		MaxAckPending: 4 * c.lim.MaxUnacked,
@@ -495,7 +503,11 @@ func (c *conn) revokeUser(u id.UserID, code, reason string) {
 		return
 	}
 	c.unbindLocal(u)
-	if _, err := c.g.cfg.Store.UnbindBridgeUser(context.Background(), c.bridge.ID, string(u)); err != nil {
+	// Through the consent service, so that dropping a binding is audited
+	// (by the hub) and announced; a binding already gone changes nothing.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := c.g.cfg.Consent.Revoke(ctx, c.door(), u, audit.ActorHub); err != nil {
 		c.log.Warn("unbind revoked user", "user", u, "err", err)
 	}
 	c.log.Info("bound user revoked", "user", u, "code", code)

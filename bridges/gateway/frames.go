@@ -42,6 +42,7 @@ type ackFrame struct {
 type bindReq struct {
 	IDNat    string `json:"idnat"`
 	PSCProof string `json:"psc_proof"`
+	LinkCode string `json:"link_code"`
 }
 
 type createRoomReq struct {

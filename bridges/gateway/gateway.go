@@ -51,6 +51,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/eimis-hub/eimis/internal/bus"
+	"github.com/eimis-hub/eimis/internal/consent"
 	"github.com/eimis-hub/eimis/internal/directory"
 	"github.com/eimis-hub/eimis/internal/door"
 	"github.com/eimis-hub/eimis/internal/identity"
@@ -73,6 +74,15 @@ type Rooms interface {
 type Policy interface {
 	CheckUser(u id.UserID) error
 	DisplayName(u id.UserID) (string, bool)
+}
+
+// Consent is the practitioners' consent to bindings (internal/consent).
+type Consent interface {
+	Bind(ctx context.Context, d door.Door, u id.UserID, ev consent.Evidence) (consent.Grant, error)
+	Unbind(ctx context.Context, d door.Door, u id.UserID) (bool, error)
+	Revoke(ctx context.Context, d door.Door, u id.UserID, actor string) (bool, error)
+	// Honoured reports whether a stored binding lets its app act now.
+	Honoured(b store.Binding) bool
 }
 
 // Operators is the operator allow-list (internal/operators).
@@ -173,15 +183,13 @@ type Config struct {
 	Search func(query string, limit int) []directory.Entry
 	// Media, when set, serves the `upload` request.
 	Media MediaUploader
-	// VerifyPSCProof, when set, makes bind require a Pro Santé Connect
-	// proof and checks it: the hub sets it (bridge_require_psc_proof) to
-	// ask the provider's userinfo who holds the access token given as
-	// proof. Unset, bind relies on the operator's contract that its users
-	// authenticated.
-	VerifyPSCProof func(ctx context.Context, idNat, proof string) error
 	// RateLimit, when set, may refuse a request before it runs (the
 	// hub's per-operator limits, ratelimit.go).
 	RateLimit RateLimiter
+	// Consent decides and records the practitioners' consent to each
+	// bind (internal/consent). Unset, a service over Store with the
+	// secure defaults is used: binds need a link code.
+	Consent Consent
 	// Retention is how long a disconnected bridge's backlog position is
 	// kept (the event stream's max age bounds it too). Default 7 days.
 	Retention time.Duration
@@ -214,6 +222,9 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	if cfg.Refusals == nil {
 		cfg.Refusals = door.Discard{}
+	}
+	if cfg.Consent == nil {
+		cfg.Consent = consent.New(consent.Config{Store: cfg.Store, Log: cfg.Log})
 	}
 	cfg.Limits.defaults()
 	dec, err := NewDecoder(cfg.Limits.MaxFrameBytes)
@@ -339,6 +350,24 @@ func (g *Gateway) UserRevoked(ctx context.Context, u id.UserID, code policy.Code
 	}
 }
 
+// BindingRevoked tells this instance's connection of a bridge that a
+// binding was revoked (by the practitioner or an operator, on this
+// instance or, through the hub's announcement, another one): the user
+// gets user_revoked and the bridge stops acting for them at once. A
+// binding made again since (the store has it, honoured) stands.
+func (g *Gateway) BindingRevoked(ctx context.Context, bridgeID string, u id.UserID) {
+	for _, c := range g.connsWhere(func(c *conn) bool { return c.bridge.ID == bridgeID && c.isBound(u) }) {
+		if b, err := g.cfg.Store.GetBinding(ctx, store.BindingBridge, bridgeID, string(u)); err == nil && g.cfg.Consent.Honoured(*b) {
+			continue
+		} else if err != nil && !errors.Is(err, store.ErrNotFound) {
+			// Unsure: the connection's recheck settles it from the store.
+			g.log.Warn("binding revoked: look-up", "bridge", bridgeID, "user", u, "err", err)
+			continue
+		}
+		c.revokeUser(u, string(policy.BindingRevoked), (&policy.Refusal{Code: policy.BindingRevoked, Subject: string(u)}).Error())
+	}
+}
+
 // ActingUser checks that a bridge token may act for userID now: the
 // bridge exists and is not revoked, its operator is active, and it binds
 // the user. The hub's media endpoint uses it to accept uploads made with
@@ -363,16 +392,16 @@ func (g *Gateway) ActingUser(ctx context.Context, token, userID string) (id.User
 	if e != nil {
 		return "", e
 	}
-	users, err := g.cfg.Store.BridgeUsers(ctx, b.ID)
-	if err != nil {
+	bd, err := g.cfg.Store.GetBinding(ctx, store.BindingBridge, b.ID, string(u))
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return "", errf(CodeNotBound, "/user_id", "")
+	case err != nil:
 		return "", err
+	case !g.cfg.Consent.Honoured(*bd):
+		return "", errf(CodeNotBound, "/user_id", "")
 	}
-	for _, bu := range users {
-		if bu == string(u) {
-			return u, nil
-		}
-	}
-	return "", errf(CodeNotBound, "/user_id", "")
+	return u, nil
 }
 
 // Close ends every connection (EIMIS_SHUTTING_DOWN, so bridges reconnect

@@ -13,6 +13,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/eimis-hub/eimis/bridges/gateway"
+	"github.com/eimis-hub/eimis/internal/consent"
 	"github.com/eimis-hub/eimis/internal/hub/hubtest"
 	"github.com/eimis-hub/eimis/internal/operators"
 	"github.com/eimis-hub/eimis/internal/policy"
@@ -211,12 +212,13 @@ func TestBindRefusals(t *testing.T) {
 // refuses binds without one, and checks the one given.
 func TestPSCProof(t *testing.T) {
 	e := newEnv(t, func(c *gateway.Config) {
-		c.VerifyPSCProof = func(_ context.Context, idNat, proof string) error {
-			if proof != "proof-of-"+idNat {
-				return errors.New("bad proof")
-			}
-			return nil
-		}
+		c.Consent = consent.New(consent.Config{Store: c.Store, BridgeRequirePSC: true,
+			VerifyPSC: func(_ context.Context, idNat, proof string) error {
+				if proof != "proof-of-"+idNat {
+					return errors.New("bad proof")
+				}
+				return nil
+			}})
 	})
 	c := e.dial(t)
 	c.hello(e.token)
@@ -434,7 +436,8 @@ func TestActingUser(t *testing.T) {
 	e := newEnv(t, nil)
 	ctx := t.Context()
 	alice, bob := hubtest.Localpart("alice"), hubtest.Localpart("bob")
-	if _, err := e.st.BindBridgeUser(ctx, "acme-app", "@"+alice+":"+server); err != nil {
+	if _, err := e.st.PutBinding(ctx, store.Binding{Kind: store.BindingBridge, AppID: "acme-app", UserID: "@" + alice + ":" + server,
+		Proof: store.ProofLinkCode}); err != nil {
 		t.Fatal(err)
 	}
 	u, err := e.g.ActingUser(ctx, e.token, "@"+alice+":"+server)

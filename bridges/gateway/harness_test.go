@@ -15,6 +15,7 @@ import (
 
 	"github.com/eimis-hub/eimis/bridges/gateway"
 	"github.com/eimis-hub/eimis/internal/bus"
+	"github.com/eimis-hub/eimis/internal/consent"
 	"github.com/eimis-hub/eimis/internal/directory"
 	"github.com/eimis-hub/eimis/internal/hub/hubtest"
 	"github.com/eimis-hub/eimis/internal/identity"
@@ -111,6 +112,9 @@ func newEnv(t *testing.T, mod func(*gateway.Config)) *env {
 		ServerName: server, Store: st, Rooms: rs, Policy: pol, IDs: ids, Operators: ops, Feeds: b,
 		Search: func(q string, limit int) []directory.Entry { return atomicDir.Load().Search(q, limit) },
 		Log:    log,
+		// Most tests are about something else than consent: they bind
+		// under the insecure option. consent_test.go tests consent.
+		Consent: consent.New(consent.Config{Store: st, BridgeInsecure: true, Log: log}),
 	}
 	if mod != nil {
 		mod(&cfg)

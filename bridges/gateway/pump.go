@@ -150,7 +150,42 @@ func (c *conn) recheck() bool {
 	case err != nil && c.ctx.Err() == nil:
 		c.log.Warn("bridge recheck", "err", err)
 	}
+	c.recheckBindings(ctx)
 	return true
+}
+
+// recheckBindings drops users whose binding is gone from the store or no
+// longer honoured: a revocation by the CLI, or by another instance whose
+// announcement was lost, takes effect within RecheckInterval.
+func (c *conn) recheckBindings(ctx context.Context) {
+	// Read the users first: a bind records its binding before it marks
+	// the user bound, so a user read here is in the store below unless
+	// revoked.
+	c.mu.Lock()
+	bound := make([]id.UserID, 0, len(c.bound))
+	for u := range c.bound {
+		bound = append(bound, u)
+	}
+	c.mu.Unlock()
+	if len(bound) == 0 {
+		return
+	}
+	bs, err := c.g.cfg.Store.Bindings(ctx, store.BindingFilter{Kind: store.BindingBridge, AppID: c.bridge.ID})
+	if err != nil {
+		if c.ctx.Err() == nil {
+			c.log.Warn("bridge recheck: bindings", "err", err)
+		}
+		return
+	}
+	ok := make(map[id.UserID]bool, len(bs))
+	for _, b := range bs {
+		ok[id.UserID(b.UserID)] = c.g.cfg.Consent.Honoured(b)
+	}
+	for _, u := range bound {
+		if !ok[u] {
+			c.revokeUser(u, string(policy.BindingRevoked), (&policy.Refusal{Code: policy.BindingRevoked, Subject: string(u)}).Error())
+		}
+	}
 }
 
 // process routes one event: to the bridge when it concerns one of its

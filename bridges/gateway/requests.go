@@ -13,6 +13,8 @@ import (
 
 	"maunium.net/go/mautrix/id"
 
+	"github.com/eimis-hub/eimis/internal/audit"
+	"github.com/eimis-hub/eimis/internal/consent"
 	"github.com/eimis-hub/eimis/internal/directory"
 	"github.com/eimis-hub/eimis/internal/door"
 	"github.com/eimis-hub/eimis/internal/errclass"
@@ -85,7 +87,7 @@ func (c *conn) door() door.Door {
 // frameActions names the audit action of each request type, for its
 // refusals.
 var frameActions = map[string]string{
-	"bind": "bridge.bind", "unbind": "bridge.unbind", "create_room": "room.create", "room_info": "room.read",
+	"bind": audit.ActionBindingBind, "unbind": audit.ActionBindingUnbind, "create_room": "room.create", "room_info": "room.read",
 	"join": "room.join", "invite": "room.invite", "leave": "room.leave", "send": "event.send", "edit": "event.send",
 	"read_receipt": "receipt.send", "typing": "typing.send", "directory_search": "directory.search", "upload": "media.upload",
 }
@@ -118,9 +120,20 @@ func (c *conn) refused(ctx context.Context, f Frame, e *Error) {
 		Invitee string `json:"invitee"`
 	}
 	_ = json.Unmarshal(f.Raw, &who)
-	actor, target := who.User, who.Invitee
+	// Users are named by idNat or user ID in frames; the trail has IDs.
+	asID := func(s string) string {
+		if s == "" || strings.HasPrefix(s, "@") {
+			return s
+		}
+		return string(id.NewUserID(s, c.g.cfg.ServerName))
+	}
+	actor, target := asID(who.User), asID(who.Invitee)
 	if who.IDNat != "" {
-		target = who.IDNat
+		target = string(id.NewUserID(who.IDNat, c.g.cfg.ServerName))
+	}
+	if actor == "" && c.bridge != nil {
+		// bind and unbind act for nobody yet: the operator asks.
+		actor = "operator:" + c.bridge.OperatorID
 	}
 	action := frameActions[f.Type]
 	if action == "" {
@@ -246,6 +259,12 @@ func (c *conn) ensureAccount(ctx context.Context, u id.UserID, field string) *Er
 	return errf(CodeInternal, "", "")
 }
 
+// consentFields are the request fields each consent refusal is about.
+var consentFields = map[policy.Code]string{
+	policy.LinkCodeInvalid: "/link_code", policy.LinkCodeAttempts: "/link_code",
+	policy.PSCProofRequired: "/psc_proof", policy.PSCProofInvalid: "/psc_proof",
+}
+
 func (c *conn) bind(ctx context.Context, f Frame) (any, *Error) {
 	r, e := decodeReq[bindReq](f)
 	if e != nil {
@@ -258,22 +277,22 @@ func (c *conn) bind(ctx context.Context, f Frame) (any, *Error) {
 		}
 		return nil, errf(CodeInternal, "", "")
 	}
-	if verify := c.g.cfg.VerifyPSCProof; verify != nil {
-		if r.PSCProof == "" {
-			return nil, errf(CodePSCProofRequired, "/psc_proof", "")
-		}
-		if err := verify(ctx, r.IDNat, r.PSCProof); err != nil {
-			c.log.Warn("bind refused: PSC proof", "user", u, "err", err)
-			return nil, errf(CodePSCProofInvalid, "/psc_proof", "")
-		}
+	// The practitioner's consent comes before anything is done for them,
+	// their account included.
+	grant, err := c.g.cfg.Consent.Bind(ctx, c.door(), u, consent.Evidence{LinkCode: r.LinkCode, PSCProof: r.PSCProof})
+	if ref, ok := policy.AsRefusal(err); ok {
+		return nil, &Error{Code: string(ref.Code), Message: ref.Error(), Field: consentFields[ref.Code]}
+	}
+	switch {
+	case errors.Is(err, consent.ErrUnknownApp):
+		// The bridge's record is gone: it was removed while connected.
+		return nil, errf(CodeBridgeRevoked, "", "")
+	case err != nil:
+		c.log.Error("bind: consent", "user", u, "err", err)
+		return nil, errf(CodeUnavailable, "", "")
 	}
 	if e := c.ensureAccount(ctx, u, "/idnat"); e != nil {
 		return nil, e
-	}
-	created, err := c.g.cfg.Store.BindBridgeUser(ctx, c.bridge.ID, string(u))
-	if err != nil {
-		c.log.Error("bind", "user", u, "err", err)
-		return nil, errf(CodeUnavailable, "", "")
 	}
 	if err := c.loadMemberships(ctx, u); err != nil {
 		c.log.Error("bind: memberships", "user", u, "err", err)
@@ -282,8 +301,8 @@ func (c *conn) bind(ctx context.Context, f Frame) (any, *Error) {
 	c.mu.Lock()
 	delete(c.revoked, u)
 	c.mu.Unlock()
-	if created {
-		c.log.Info("user bound", "user", u)
+	if grant.Fresh {
+		c.log.Info("user bound", "user", u, "proof", grant.Binding.Proof, "new", grant.Created)
 	}
 	res := bindResult{UserID: string(u), IDNat: r.IDNat, Rooms: []roomMembership{}}
 	res.DisplayName, _ = c.g.cfg.Policy.DisplayName(u)
@@ -305,12 +324,14 @@ func (c *conn) unbind(ctx context.Context, f Frame) (any, *Error) {
 		return nil, e
 	}
 	u := id.NewUserID(r.IDNat, c.g.cfg.ServerName)
-	existed, err := c.g.cfg.Store.UnbindBridgeUser(ctx, c.bridge.ID, string(u))
+	// Forgotten here first: the change the consent service announces
+	// finds nothing left to revoke on this connection.
+	c.unbindLocal(u)
+	existed, err := c.g.cfg.Consent.Unbind(ctx, c.door(), u)
 	if err != nil {
 		c.log.Error("unbind", "user", u, "err", err)
 		return nil, errf(CodeUnavailable, "", "")
 	}
-	c.unbindLocal(u)
 	if existed {
 		c.log.Info("user unbound", "user", u)
 	}

@@ -665,18 +665,38 @@ func (c *Client) doOnce(ctx context.Context, req map[string]any, out any) error 
 }
 
 // Bind makes the bridge act for a practitioner of the health directory,
-// from now on and across reconnections. The hub checks the directory
+// from now on and across reconnections, once they consented: the first
+// bind of a practitioner needs a proof of their consent, BindWithLinkCode
+// or BindWithProof; Bind alone works for a practitioner already bound
+// (ErrConsentRequired otherwise). The hub checks the directory
 // (refusals: ErrNotInDirectory, ErrInactivePractitioner…) and creates the
 // practitioner's account if they have none. Several bridges may bind the
 // same practitioner (one per app they use): each receives their events.
 func (c *Client) Bind(ctx context.Context, idNat string) (*BoundUser, error) {
-	return c.BindWithProof(ctx, idNat, "")
+	return c.bind(ctx, idNat, "", "")
 }
 
-// BindWithProof is Bind with a Pro Santé Connect proof, for hubs that
-// require one (ErrPSCProofNeeded otherwise).
+// BindWithLinkCode is Bind with the practitioner's consent: the one-time
+// link code (XXXX-XXXX) they obtained from a session of their own on the
+// hub and typed into your app. A wrong, used or expired code is
+// ErrLinkCodeInvalid; after too many wrong codes the hub refuses codes
+// from the bridge for a while (ErrLinkCodeAttempts).
+func (c *Client) BindWithLinkCode(ctx context.Context, idNat, linkCode string) (*BoundUser, error) {
+	return c.bind(ctx, idNat, linkCode, "")
+}
+
+// BindWithProof is Bind with the practitioner's consent shown by their
+// Pro Santé Connect access token, the only proof hubs that set
+// bridge_require_psc_proof accept (ErrPSCProofNeeded otherwise).
 func (c *Client) BindWithProof(ctx context.Context, idNat, pscProof string) (*BoundUser, error) {
+	return c.bind(ctx, idNat, "", pscProof)
+}
+
+func (c *Client) bind(ctx context.Context, idNat, linkCode, pscProof string) (*BoundUser, error) {
 	req := map[string]any{"type": "bind", "idnat": idNat}
+	if linkCode != "" {
+		req["link_code"] = linkCode
+	}
 	if pscProof != "" {
 		req["psc_proof"] = pscProof
 	}

@@ -71,6 +71,15 @@ var (
 	ErrPSCProofNeeded = &Error{Code: "EIMIS_PSC_PROOF_REQUIRED"}
 	// ErrRateLimited: the bridge's operator limit; wait RetryAfter.
 	ErrRateLimited = &Error{Code: "EIMIS_RATE_LIMITED"}
+
+	// The practitioner's consent is missing or its proof was refused.
+	ErrConsentRequired  = &Error{Code: "EIMIS_CONSENT_REQUIRED"}
+	ErrLinkCodeInvalid  = &Error{Code: "EIMIS_LINK_CODE_INVALID"}
+	ErrLinkCodeAttempts = &Error{Code: "EIMIS_LINK_CODE_ATTEMPTS"}
+	ErrPSCProofInvalid  = &Error{Code: "EIMIS_PSC_PROOF_INVALID"}
+	// ErrBindingRevoked is the code of a UserRevoked when the practitioner
+	// or an operator revoked the binding.
+	ErrBindingRevoked = &Error{Code: "EIMIS_BINDING_REVOKED"}
 )
 
 // ErrDisconnected: the connection ended before the hub answered. The

@@ -42,9 +42,12 @@ func Example() {
 	}()
 
 	const helene = "810000000017" // idNat = 8 + RPPS
-	user, err := client.Bind(ctx, helene)
+	// Hélène consents: she gets a one-time link code from her own session
+	// on the hub (POST /_eimis/client/v1/bindings/link_code) and types it
+	// into your app. Later binds of her need no code.
+	user, err := client.BindWithLinkCode(ctx, helene, "7K3M-9QXZ")
 	if err != nil {
-		log.Fatal(err) // e.g. errors.Is(err, sdk.ErrInactivePractitioner)
+		log.Fatal(err) // e.g. errors.Is(err, sdk.ErrLinkCodeInvalid), sdk.ErrInactivePractitioner
 	}
 	fmt.Println("bound", user.UserID, user.DisplayName)
 

@@ -286,9 +286,13 @@ func (e *Event) Membership() (*MembershipChange, bool) {
 		Reason: c.Reason, IsDirect: c.IsDirect}, true
 }
 
-// UserRevoked tells that a bound practitioner lost their authorisation
-// (struck off the health directory…). The hub has removed the binding
-// and taken them out of every room; bind again if they come back.
+// UserRevoked tells that the bridge may no longer act for a bound
+// practitioner: they lost their authorisation (struck off the health
+// directory…: the hub has taken them out of every room; bind again if
+// they come back), or they (or an operator) revoked this bridge's
+// binding (Code EIMIS_BINDING_REVOKED), or it was made without consent
+// (EIMIS_CONSENT_REQUIRED): bind again only with a new proof of consent.
+// The hub has removed the binding either way.
 type UserRevoked struct {
 	UserID UserID `json:"user_id"`
 	IDNat  string `json:"idnat"`

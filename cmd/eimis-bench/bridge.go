@@ -28,7 +28,9 @@ import (
 const bridgeUsage = `
 Bridge path (--mode bridge, EIMIS hub only):
   Two bridges connect with the Go SDK (bridges/sdk): --bridge-tokens A,B,
-  as printed by 'eimis-hub bridge add' for two operators. Room r has the
+  as printed by 'eimis-hub bridge add' for two operators. The bench binds
+  synthetic practitioners without consent: run the hub with
+  --bridge-bind-without-consent-insecure (a test hub only). Room r has the
   synthetic practitioner of serial idnat-base+2r bound on A and serial
   idnat-base+2r+1 bound on B; A's user sends, B's OnEvent receives.
   --users and --members are ignored (each room has 2 members).

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/eimis-hub/eimis/bridges/gateway"
+	hubconfig "github.com/eimis-hub/eimis/internal/config"
 	"github.com/eimis-hub/eimis/internal/hub/hubtest"
 	"github.com/eimis-hub/eimis/internal/operators"
 )
@@ -16,7 +17,9 @@ import (
 // and returns it with the bridges' tokens joined as --bridge-tokens wants.
 func startBridgeHub(t *testing.T) (*hubtest.Hub, string) {
 	t.Helper()
-	h := hubtest.Start(t, hubtest.Options{})
+	// Synthetic practitioners cannot type link codes: the bench binds
+	// under the insecure option, as scripts/bench-bridge.sh runs the hub.
+	h := hubtest.Start(t, hubtest.Options{Configure: func(c *hubconfig.Config) { c.BridgeBindWithoutConsentInsecure = true }})
 	ctx := context.Background()
 	var tokens []string
 	for _, op := range []string{"vendora", "vendorb"} {

@@ -31,6 +31,9 @@ Manage Matrix application services (bridges such as mautrix bridges).
       list the registered appservices
   eimis-hub appservice remove [store flags] ID
       remove an appservice; its users' devices are logged out
+  eimis-hub appservice bindings list|revoke …
+      the practitioners who consented to an appservice's puppets standing
+      for them; withdraw one (eimis-hub appservice bindings help)
 
 Flags come before FILE or ID. Store flags: --data-dir DIR | --database URL
 (or EIMIS_DATA_DIR, EIMIS_DATABASE, or --config FILE), and --server-name,
@@ -41,6 +44,10 @@ Trust space: every user in an exclusive user namespace stands for a
 practitioner of the health directory, whose idNat the namespace regex
 shows: its one capture group, or its one .* run (@whatsapp_.*:hub.example
 makes @whatsapp_810001045367:hub.example that practitioner's puppet).
+A puppet is authorised, and shown under the practitioner's directory
+name, only once the practitioner consented to that appservice: from their
+own session (POST /_eimis/client/v1/bindings), or through the appservice
+with a link code or Pro Santé Connect proof (POST /_eimis/appservice/v1/bindings).
 `
 
 // appserviceMain runs "eimis-hub appservice …" (args after "appservice").
@@ -56,6 +63,8 @@ func appserviceMain(args []string, stdout, stderr io.Writer) error {
 		return appserviceList(args[1:], stdout, stderr)
 	case "remove":
 		return appserviceRemove(args[1:], stdout, stderr)
+	case "bindings":
+		return bindingsMain("appservice", args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, appserviceUsage)
 		return nil

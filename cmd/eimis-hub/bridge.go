@@ -30,6 +30,9 @@ connects to the hub through the Bridge Protocol (docs/bridge-protocol.md).
   eimis-hub bridge revoke [store flags] ID
       revoke a bridge for good; a running hub closes its connection
       within a few seconds
+  eimis-hub bridge bindings list|revoke …
+      the practitioners a bridge acts for, with the proof of their
+      consent; withdraw one (eimis-hub bridge bindings help)
 
 Store flags: --data-dir DIR | --database URL (or EIMIS_DATA_DIR,
 EIMIS_DATABASE, or --config FILE).
@@ -48,6 +51,8 @@ func bridgeMain(args []string, stdout, stderr io.Writer) error {
 		return bridgeList(args[1:], stdout, stderr)
 	case "revoke":
 		return bridgeRevoke(args[1:], stdout, stderr)
+	case "bindings":
+		return bindingsMain("bridge", args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, bridgeUsage)
 		return nil

@@ -7,8 +7,10 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/eimis-hub/eimis/bridges/gateway"
+	"github.com/eimis-hub/eimis/internal/store"
 	"github.com/eimis-hub/eimis/internal/store/sqlite"
 )
 
@@ -62,7 +64,8 @@ func TestBridgeCLI(t *testing.T) {
 	if err != nil || b.ID != "acme-prod" || strings.Contains(string(b.TokenHash), token[1]) {
 		t.Fatalf("stored bridge: %+v %v", b, err)
 	}
-	if _, err := st.BindBridgeUser(context.Background(), "acme-prod", "@810000000017:localhost"); err != nil {
+	if _, err := st.PutBinding(context.Background(), store.Binding{Kind: store.BindingBridge, AppID: "acme-prod",
+		UserID: "@810000000017:localhost", Proof: store.ProofLinkCode, BoundAt: time.UnixMilli(1_700_000_000_000)}); err != nil {
 		t.Fatal(err)
 	}
 	st.Close()
@@ -85,5 +88,81 @@ func TestBridgeCLI(t *testing.T) {
 	if code != 0 || json.Unmarshal([]byte(out), &list) != nil || len(list.Bridges) != 1 || list.Bridges[0].Status != "revoked" ||
 		len(list.Bridges[0].Users) != 1 {
 		t.Fatalf("list --json: %d %q", code, out)
+	}
+}
+
+func TestBridgeBindingsCLI(t *testing.T) {
+	noDefaultStore(t)
+	dir := t.TempDir()
+	if code, out, errs := runCLI(t, "operator", "add", "--data-dir", dir, "--id", "acme", "--name", "ACME",
+		"--server", "acme.example", "--contact", "security@acme.example"); code != 0 {
+		t.Fatalf("operator add: %d %q %q", code, out, errs)
+	}
+	if code, out, errs := runCLI(t, "bridge", "add", "--data-dir", dir, "--operator", "acme", "--id", "acme-prod"); code != 0 {
+		t.Fatalf("bridge add: %d %q %q", code, out, errs)
+	}
+	st, err := sqlite.Open(context.Background(), filepath.Join(dir, "eimis.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for lp, proof := range map[string]string{"810000000017": store.ProofLinkCode, "810000000025": store.ProofLegacy} {
+		if _, err := st.PutBinding(context.Background(), store.Binding{Kind: store.BindingBridge, AppID: "acme-prod",
+			UserID: "@" + lp + ":localhost", Proof: proof}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st.Close()
+
+	bb := func(args ...string) (int, string, string) {
+		t.Helper()
+		return runCLI(t, append([]string{"bridge", "bindings"}, append(args, "--data-dir", dir)...)...)
+	}
+	code, out, _ := bb("list")
+	if code != 0 || !regexp.MustCompile(`acme-prod\s+@810000000017:localhost\s+link_code\s+true`).MatchString(out) ||
+		!regexp.MustCompile(`acme-prod\s+@810000000025:localhost\s+legacy\s+false`).MatchString(out) {
+		t.Fatalf("list: %d %q", code, out)
+	}
+	code, out, _ = bb("list", "--json", "--user", "810000000017")
+	var list struct {
+		Bindings []struct {
+			Door   string `json:"door"`
+			UserID string `json:"user_id"`
+		}
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &list) != nil || len(list.Bindings) != 1 ||
+		list.Bindings[0].UserID != "@810000000017:localhost" || list.Bindings[0].Door != "bridge" {
+		t.Fatalf("list --json --user: %d %q", code, out)
+	}
+	code, out, errs := bb("revoke", "--bridge", "acme-prod", "--user", "810000000017")
+	if code != 0 || !strings.Contains(out, "no longer acts for @810000000017:localhost") {
+		t.Fatalf("revoke: %d %q %q", code, out, errs)
+	}
+	if code, _, errs := bb("revoke", "--bridge", "acme-prod", "--user", "810000000017"); code != 1 || !strings.Contains(errs, "does not act for") {
+		t.Fatalf("revoke again: %d %q", code, errs)
+	}
+	if code, _, errs := bb("revoke", "--bridge", "acme-prod"); code != 1 || !strings.Contains(errs, "--user are required") {
+		t.Fatalf("revoke without user: %d %q", code, errs)
+	}
+	if code, out, _ := bb("list", "--user", "810000000017"); code != 0 || !strings.Contains(out, "no bindings") {
+		t.Fatalf("list after revoke: %d %q", code, out)
+	}
+	// The revocation is in the audit trail, with who did it.
+	st, err = sqlite.Open(context.Background(), filepath.Join(dir, "eimis.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var found []store.AuditEntry
+	if _, err := st.ReadAudit(context.Background(), store.AuditQuery{}, func(e store.AuditEntry) error {
+		if e.Action == "binding.revoke" {
+			found = append(found, e)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(found) != 1 || found[0].Target != "@810000000017:localhost" || !strings.HasPrefix(found[0].Actor, "cli:") ||
+		found[0].Reason != "app=bridge:acme-prod" {
+		t.Fatalf("audit entries = %+v", found)
 	}
 }

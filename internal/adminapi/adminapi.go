@@ -1,8 +1,8 @@
 // Package adminapi serves the hub's administration HTTP API under
-// /_eimis/admin/v1/: for now the operator allow-list (list, register,
-// suspend, reactivate, revoke). Every request must come from a server
-// admin, as decided by an Authenticator; errors leave as Matrix error
-// values ({"errcode":…,"error":…}), with the registry's stable refusal
+// /_eimis/admin/v1/: the operator allow-list (list, register, suspend,
+// reactivate, revoke) and the apps' bindings of practitioners (list,
+// revoke). Every request must come from a server admin, as decided by an
+// Authenticator; errors leave as Matrix error values ({"errcode":…,"error":…}), with the registry's stable refusal
 // code as "eimis_code" where one applies. docs/admin-api.md documents it.
 package adminapi
 
@@ -19,10 +19,13 @@ import (
 	"time"
 
 	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/id"
 
+	"github.com/eimis-hub/eimis/internal/consent"
 	"github.com/eimis-hub/eimis/internal/door"
 	"github.com/eimis-hub/eimis/internal/errclass"
 	"github.com/eimis-hub/eimis/internal/operators"
+	"github.com/eimis-hub/eimis/internal/store"
 )
 
 // Prefix is where the API is mounted.
@@ -44,10 +47,21 @@ type Authenticator interface {
 
 // API is the admin API.
 type API struct {
-	reg  *operators.Registry
-	auth Authenticator
-	log  *slog.Logger
+	reg      *operators.Registry
+	auth     Authenticator
+	log      *slog.Logger
+	bindings Bindings
 }
+
+// Bindings are the practitioners' consents to apps (internal/consent).
+type Bindings interface {
+	List(ctx context.Context, f store.BindingFilter) ([]store.Binding, error)
+	Revoke(ctx context.Context, d door.Door, u id.UserID, actor string) (bool, error)
+	Wire(bs []store.Binding) []consent.Binding
+}
+
+// SetBindings serves the bindings endpoints; call before Register.
+func (a *API) SetBindings(b Bindings) { a.bindings = b }
 
 // New returns the API over a registry; log may be nil.
 func New(reg *operators.Registry, auth Authenticator, log *slog.Logger) *API {
@@ -68,7 +82,48 @@ func (a *API) Register(mux *http.ServeMux) {
 	mux.Handle("POST "+Prefix+"operators/{id}/suspend", a.admin(a.setStatus(a.reg.Suspend)))
 	mux.Handle("POST "+Prefix+"operators/{id}/reactivate", a.admin(a.setStatus(a.reg.Reactivate)))
 	mux.Handle("POST "+Prefix+"operators/{id}/revoke", a.admin(a.setStatus(a.reg.Revoke)))
+	if a.bindings != nil {
+		mux.Handle("GET "+Prefix+"bindings", a.admin(a.listBindings))
+		mux.Handle("DELETE "+Prefix+"bindings/{door}/{id}/{userId}", a.admin(a.revokeBinding))
+	}
 	mux.Handle(Prefix, a.admin(a.unrecognized))
+}
+
+// listBindings: GET /bindings[?user_id=…][&door=bridge|appservice][&id=…].
+func (a *API) listBindings(w http.ResponseWriter, r *http.Request, _ string) {
+	q := r.URL.Query()
+	f := store.BindingFilter{Kind: q.Get("door"), AppID: q.Get("id"), UserID: q.Get("user_id")}
+	if f.Kind != "" && f.Kind != store.BindingBridge && f.Kind != store.BindingAppservice {
+		writeErr(w, mautrix.MInvalidParam.WithMessage("door must be bridge or appservice").WithExtraField("field", "door"))
+		return
+	}
+	bs, err := a.bindings.List(r.Context(), f)
+	if err != nil {
+		a.internal(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string][]consent.Binding{"bindings": a.bindings.Wire(bs)})
+}
+
+// revokeBinding: DELETE /bindings/{door}/{id}/{userId}. The app loses the
+// practitioner at once.
+func (a *API) revokeBinding(w http.ResponseWriter, r *http.Request, admin string) {
+	d, err := consent.ParseDoor(r.PathValue("door"), r.PathValue("id"))
+	if err != nil {
+		writeErr(w, mautrix.MNotFound.WithStatus(http.StatusNotFound).WithMessage("no such binding"))
+		return
+	}
+	u := id.UserID(r.PathValue("userId"))
+	existed, err := a.bindings.Revoke(r.Context(), d, u, admin)
+	if err != nil {
+		a.internal(w, r, err)
+		return
+	}
+	if !existed {
+		writeErr(w, mautrix.MNotFound.WithStatus(http.StatusNotFound).WithMessage("%s does not act for %s", d, u))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{})
 }
 
 type adminHandler func(w http.ResponseWriter, r *http.Request, admin string)
@@ -260,6 +315,10 @@ func allowed(p string) string {
 	case len(parts) == 3 && parts[0] == "operators" && parts[1] != "" &&
 		(parts[2] == "suspend" || parts[2] == "reactivate" || parts[2] == "revoke"):
 		return "POST"
+	case len(parts) == 1 && parts[0] == "bindings":
+		return "GET"
+	case len(parts) == 4 && parts[0] == "bindings" && parts[1] != "" && parts[2] != "" && parts[3] != "":
+		return "DELETE"
 	}
 	return ""
 }

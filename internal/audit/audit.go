@@ -120,6 +120,15 @@ const (
 	ActionOperatorRevoke     = "operator.revoke"
 	ActionOperatorReactivate = "operator.reactivate"
 
+	// Bindings: an app acting for a practitioner (internal/consent). The
+	// actor is the door (bridge:<id>, appservice:<id>) for what the app
+	// did, the practitioner or operator for a revocation; the target is
+	// the practitioner.
+	ActionBindingLinkCode = "binding.link_code" // a practitioner obtained a link code
+	ActionBindingBind     = "binding.bind"      // an app bound a practitioner (or was refused)
+	ActionBindingUnbind   = "binding.unbind"    // the app stopped acting for them
+	ActionBindingRevoke   = "binding.revoke"    // the practitioner or an operator revoked it
+
 	// ActionAdminPrefix starts the actions of the admin API, one per
 	// endpoint: "admin." + what it does.
 	ActionAdminPrefix = "admin."

@@ -119,3 +119,11 @@ var SubjectWake = EphemeralSubject("wake")
 // their access-token caches drop the session at once. Core NATS: a lost
 // message only delays the revocation to the cache's TTL.
 var SubjectRevoked = EphemeralSubject("revoked")
+
+// SubjectBindings carries changes of bindings (an app acting for a
+// practitioner, internal/consent) between instances: the instance
+// holding a bridge's socket drops a revoked user at once, and every
+// instance reloads the consents to appservices. Core NATS: a lost message
+// only delays the change to the bridge's recheck and the appservices'
+// reload interval.
+var SubjectBindings = EphemeralSubject("bindings")

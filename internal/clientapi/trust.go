@@ -186,6 +186,17 @@ func (a *API) AdminUser(r *http.Request) (string, error) {
 	return string(s.UserID), nil
 }
 
+// Authenticate authenticates a request by its access token, for
+// components that mount their own routes (consent): the user and the door
+// (the device) it came through.
+func (a *API) Authenticate(r *http.Request) (string, door.Door, error) {
+	s, err := a.session(r)
+	if err != nil {
+		return "", door.Door{}, err
+	}
+	return string(s.UserID), door.Of(door.Client, string(s.DeviceID)), nil
+}
+
 // UserID authenticates a request by its access token, for components that
 // mount their own routes (media).
 func (a *API) UserID(r *http.Request) (string, error) {

@@ -109,9 +109,15 @@ type Config struct {
 	PSCClientID     string `yaml:"psc_client_id"`
 	PSCClientSecret string `yaml:"psc_client_secret"`
 	PSCACRValues    string `yaml:"psc_acr_values"`
-	// BridgeRequirePSCProof makes a bridge's bind carry the practitioner's
-	// Pro Santé Connect access token, checked with the provider.
+	// BridgeRequirePSCProof makes Pro Santé Connect the only proof of
+	// consent a bridge may bind with: the practitioner's access token,
+	// checked with the provider (link codes are then refused).
 	BridgeRequirePSCProof bool `yaml:"bridge_require_psc_proof"`
+	// BridgeBindWithoutConsentInsecure lets bridges bind practitioners
+	// with no proof of their consent. For demos and tests only.
+	BridgeBindWithoutConsentInsecure bool `yaml:"bridge_bind_without_consent_insecure"`
+	// BindingLinkCodeTTL is how long a link code lives.
+	BindingLinkCodeTTL time.Duration `yaml:"binding_link_code_ttl"`
 	// AuditRetention is how long audit entries are kept (0: forever).
 	AuditRetention time.Duration `yaml:"audit_retention"`
 	// MediaDir holds uploaded media; Finish sets <data_dir>/media.
@@ -212,6 +218,8 @@ func Defaults() Config {
 		RCOperatorMembership:    "20/s burst 500",
 		RCOperatorMedia:         "10/s burst 200",
 		RCOperatorSearch:        "20/s burst 200",
+		// Long enough to open the vendor's app and type the code.
+		BindingLinkCodeTTL: 10 * time.Minute,
 	}
 }
 

@@ -73,6 +73,7 @@ func TestDefaultsWorkWithoutConfiguration(t *testing.T) {
 		MediaMaxUploadBytes:       50 << 20,
 		ProfileRequiresAuth:       true,
 		RequestBodyTimeout:        30 * time.Second,
+		BindingLinkCodeTTL:        10 * time.Minute,
 	}
 	setDefaultRateLimits(&want)
 	if c != want {
@@ -126,6 +127,7 @@ func TestLoadValidFile(t *testing.T) {
 		MediaMaxUploadBytes:       50 << 20,
 		ProfileRequiresAuth:       false,
 		RequestBodyTimeout:        time.Minute,
+		BindingLinkCodeTTL:        10 * time.Minute,
 	}
 	setDefaultRateLimits(&want)
 	if c != want {
@@ -463,6 +465,14 @@ func TestVerify(t *testing.T) {
 		{"replicas six", func(c *Config) { c.NATS = "nats://n:4222"; c.NATSReplicas = 6 }, "out of range"},
 		{"replicas with cluster", func(c *Config) { c.NATS = "nats://n:4222"; c.NATSReplicas = 3 }, ""},
 		{"replicas embedded", func(c *Config) { c.NATSReplicas = 3 }, "external NATS"},
+		{"insecure binds", func(c *Config) { c.BridgeBindWithoutConsentInsecure = true }, ""},
+		{"insecure binds with PSC required", func(c *Config) {
+			c.PSCIssuer, c.PSCClientID, c.PSCClientSecret = "https://psc.example", "id", "secret"
+			c.BridgeRequirePSCProof, c.BridgeBindWithoutConsentInsecure = true, true
+		}, "contradicts bridge_require_psc_proof"},
+		{"link code ttl 1h", func(c *Config) { c.BindingLinkCodeTTL = time.Hour }, ""},
+		{"link code ttl too short", func(c *Config) { c.BindingLinkCodeTTL = 30 * time.Second }, "binding_link_code_ttl"},
+		{"link code ttl too long", func(c *Config) { c.BindingLinkCodeTTL = 24 * time.Hour }, "binding_link_code_ttl"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

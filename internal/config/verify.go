@@ -119,6 +119,12 @@ func (c Config) problems() Problems {
 	if c.BridgeRequirePSCProof && c.PSCIssuer == "" {
 		add("bridge_require_psc_proof: needs Pro Santé Connect (psc_issuer) to check the proofs")
 	}
+	if c.BridgeRequirePSCProof && c.BridgeBindWithoutConsentInsecure {
+		add("bridge_bind_without_consent_insecure: contradicts bridge_require_psc_proof")
+	}
+	if c.BindingLinkCodeTTL < time.Minute || c.BindingLinkCodeTTL > time.Hour {
+		add("binding_link_code_ttl: must be between 1m and 1h (got %s): a link code must be short-lived, and typed in time", c.BindingLinkCodeTTL)
+	}
 	if c.AuditRetention < 0 {
 		add("audit_retention: must not be negative (got %s; 0 keeps entries forever)", c.AuditRetention)
 	}

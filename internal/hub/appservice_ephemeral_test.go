@@ -48,6 +48,8 @@ namespaces:
       regex: '^@plain_.*:hub\.test$'
 `, without.URL, plainToken, strings.Repeat("q", 48)), h)
 
+	approve(t, "fake", "bob", h)
+	approve(t, "plain", "bob", h)
 	alice := h.NewUser(t, "alice")
 	var puppets []id.UserID
 	for _, c := range []struct {

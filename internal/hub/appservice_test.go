@@ -23,6 +23,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/eimis-hub/eimis/bridges/appservice"
+	"github.com/eimis-hub/eimis/internal/door"
 	"github.com/eimis-hub/eimis/internal/hub/hubtest"
 	"github.com/eimis-hub/eimis/internal/store/pgtest"
 )
@@ -43,6 +44,9 @@ func TestAppserviceMautrixBridge(t *testing.T) {
 	if !strings.HasPrefix(reg.Namespaces.Users[1].Regex, "^@eimistest_") {
 		t.Fatalf("unexpected registration namespaces: %+v", reg.Namespaces)
 	}
+	// Bob consented to the bridge standing for him (an unmodified
+	// bridgev2 cannot carry a link code: he approves it from his session).
+	approve(t, reg.ID, "bob", h)
 
 	// Start-up: bridgev2 calls /versions, /account/whoami as its bot, the
 	// ping (the hub calls the bridge back with its hs_token), registers
@@ -220,6 +224,22 @@ func addAppservice(t *testing.T, file string, hubs ...*hubtest.Hub) {
 	}
 }
 
+// approve records that the practitioner name consented, from a session
+// of their own, to the appservice's puppets standing for them, and has
+// the instances reload the consents now.
+func approve(t *testing.T, asID, name string, hubs ...*hubtest.Hub) {
+	t.Helper()
+	ctx := t.Context()
+	if _, err := hubs[0].Consent.Approve(ctx, hubs[0].UserID(name), door.Of(door.Appservice, asID)); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range hubs {
+		if err := h.Appservices.ReloadConsents(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func testAppserviceTransactions(t *testing.T, opts hubtest.Options) {
 	fake := newFakeAS(2) // refuses the first two attempts
 	defer fake.Close()
@@ -231,6 +251,7 @@ func testAppserviceTransactions(t *testing.T, opts hubtest.Options) {
 		h := hubtest.Start(t, opts)
 		ctx := t.Context()
 		addAppservice(t, file, h)
+		approve(t, "fake", "bob", h)
 		as := asClient{url: h.URL, token: asToken}
 		puppet := "fake_" + hubtest.Localpart("bob")
 		puppetID := id.NewUserID(puppet, h.Config.ServerName)
@@ -335,6 +356,7 @@ func TestAppserviceTwoInstances(t *testing.T) {
 	t.Run("both instances", func(t *testing.T) {
 		a := hubtest.Start(t, opts)
 		addAppservice(t, file, a, b)
+		approve(t, "fake", "carol", a, b)
 		ctx := t.Context()
 		alice := a.NewUser(t, "alice")
 		puppet := id.NewUserID("fake_"+hubtest.Localpart("carol"), a.Config.ServerName)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/eimis-hub/eimis/bridges/gateway"
 	"github.com/eimis-hub/eimis/bridges/sdk"
+	"github.com/eimis-hub/eimis/internal/config"
 	"github.com/eimis-hub/eimis/internal/hub/hubtest"
 	"github.com/eimis-hub/eimis/internal/operators"
 )
@@ -139,6 +140,10 @@ func startApp(t *testing.T, hubURL, token string) *bridgeApp {
 	return app
 }
 
+// insecureBinds lets bridges bind without consent: the tests about
+// something else than consent (consent_test.go tests it).
+func insecureBinds(c *config.Config) { c.BridgeBindWithoutConsentInsecure = true }
+
 // addBridges registers two operators, each with one bridge, and returns
 // their tokens.
 func addBridges(t *testing.T, h *hubtest.Hub) (string, string) {
@@ -172,7 +177,7 @@ func TestBridgeEndToEnd(t *testing.T) {
 }
 
 func testBridgeEndToEnd(t *testing.T, dialect string) {
-	h := hubtest.Start(t, hubtest.Options{Dialect: dialect})
+	h := hubtest.Start(t, hubtest.Options{Dialect: dialect, Configure: insecureBinds})
 	ctx := ctxT(t)
 	tokA, tokB := addBridges(t, h)
 	alice, bob := hubtest.Localpart("alice"), hubtest.Localpart("bob")
@@ -310,7 +315,7 @@ func testBridgeEndToEnd(t *testing.T, dialect string) {
 // is removed by the trust keeper; the bridge is told and loses the
 // binding.
 func TestBridgeUserRevoked(t *testing.T) {
-	h := hubtest.Start(t, hubtest.Options{})
+	h := hubtest.Start(t, hubtest.Options{Configure: insecureBinds})
 	ctx := ctxT(t)
 	tokA, _ := addBridges(t, h)
 	app := startApp(t, h.URL, tokA)

@@ -18,7 +18,7 @@ import (
 // larger file over HTTP with its bridge token; a Matrix client downloads
 // them. A bridge token acting for a user it does not bind is refused.
 func TestBridgeMedia(t *testing.T) {
-	h := hubtest.Start(t, hubtest.Options{})
+	h := hubtest.Start(t, hubtest.Options{Configure: insecureBinds})
 	ctx := ctxT(t)
 	tokA, _ := addBridges(t, h)
 	app := startApp(t, h.URL, tokA)

@@ -38,7 +38,7 @@ func refusalCount(t *testing.T, h *hubtest.Hub, code, door string) int {
 // eimis_policy_refusals_total{code,door} and audited with its door; an
 // accepted event is audited with the door it came through.
 func TestRefusalsTakeOnePath(t *testing.T) {
-	h := hubtest.Start(t, hubtest.Options{})
+	h := hubtest.Start(t, hubtest.Options{Configure: insecureBinds})
 	ctx := ctxT(t)
 	alice := h.NewUser(t, "alice")
 	tokA, _ := addBridges(t, h)
@@ -205,7 +205,7 @@ func TestTxnIDScopedToPath(t *testing.T) {
 // only invited gets the invite, not the room's messages; once joined, the
 // messages that follow.
 func TestBridgeInviteeSeesNoMessages(t *testing.T) {
-	h := hubtest.Start(t, hubtest.Options{})
+	h := hubtest.Start(t, hubtest.Options{Configure: insecureBinds})
 	ctx := ctxT(t)
 	alice := h.NewUser(t, "alice")
 	tokA, _ := addBridges(t, h)

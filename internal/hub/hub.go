@@ -26,6 +26,7 @@ import (
 	"github.com/eimis-hub/eimis/internal/bus"
 	"github.com/eimis-hub/eimis/internal/clientapi"
 	"github.com/eimis-hub/eimis/internal/config"
+	"github.com/eimis-hub/eimis/internal/consent"
 	"github.com/eimis-hub/eimis/internal/directory"
 	"github.com/eimis-hub/eimis/internal/directory/fhir"
 	"github.com/eimis-hub/eimis/internal/door"
@@ -87,6 +88,9 @@ type Hub struct {
 
 	// Appservices is the Matrix Application Service API (bridges).
 	Appservices *appservice.Service
+	// Consent decides and records practitioners' consent to the apps
+	// (bridges, appservices) acting for them.
+	Consent *consent.Service
 
 	// Limits are this instance's rate limits (limits.go); Refusals is
 	// the one path every refusal takes.
@@ -95,9 +99,10 @@ type Hub struct {
 
 	appservicesDone chan struct{}
 
-	cancel       context.CancelFunc
-	relayDone    chan struct{}
-	unsubRevoked func()
+	cancel        context.CancelFunc
+	relayDone     chan struct{}
+	unsubRevoked  func()
+	unsubBindings func()
 }
 
 // Open builds every component. Close releases them.
@@ -186,9 +191,45 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (h *Hub, err
 
 	h.IDs = identity.New(h.Store, cfg.ServerName, 0)
 	h.IDs.SetAdmission(h.Policy)
-	// Before the trust keeper: its first sweep must know the puppets.
+	// Pro Santé Connect, when configured, is one way to prove consent.
+	var pscProvider *psc.Provider
+	if cfg.PSCIssuer != "" {
+		p, err := psc.New(ctx, psc.Config{
+			Issuer: cfg.PSCIssuer, ClientID: cfg.PSCClientID, ClientSecret: cfg.PSCClientSecret,
+			RedirectURL: cfg.PublicBaseURL + clientapi.PSCCallbackPath, ACRValues: cfg.PSCACRValues,
+			HTTPClient: &http.Client{Timeout: 15 * time.Second},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("pro santé connect: %w", err)
+		}
+		pscProvider = p
+	}
+	h.Consent = consent.New(consent.Config{
+		Store: h.Store, LinkCodeTTL: cfg.BindingLinkCodeTTL, VerifyPSC: verifyPSCProof(pscProvider),
+		BridgeRequirePSC: cfg.BridgeRequirePSCProof, BridgeInsecure: cfg.BridgeBindWithoutConsentInsecure,
+		Audit: h.record, OnChange: h.bindingChanged, Log: log.With("component", "consent"),
+	})
+	if cfg.BridgeBindWithoutConsentInsecure {
+		log.Warn("INSECURE: bridge_bind_without_consent_insecure is on: any bridge may act for any practitioner without their consent; for demos and tests only")
+	}
+	// Before the trust keeper: its first sweep must know the puppets and
+	// the consents to them.
 	h.Appservices = appservice.New(appservice.Config{ServerName: cfg.ServerName, Store: h.Store, Bus: h.Bus,
-		Policy: h.Policy, IDs: h.IDs, Log: log.With("component", "appservice"), ReloadInterval: cfg.TrustReloadInterval})
+		Policy: h.Policy, IDs: h.IDs, Log: log.With("component", "appservice"), ReloadInterval: cfg.TrustReloadInterval,
+		Consent: h.Consent, Recorder: h.Refusals,
+		OnConsentWithdrawn: func(context.Context) {
+			// The withdrawn puppets are now refused for good: the sweep
+			// writes their leaves, so their appservice stops receiving
+			// the rooms' events.
+			go func() {
+				if h.Trust == nil {
+					return // still starting: the initial sweep covers it
+				}
+				if _, err := h.Trust.Sweep(runCtx); err != nil && runCtx.Err() == nil {
+					log.Warn("trust sweep after a withdrawn consent", "err", err)
+				}
+			}()
+		}})
 	if err := h.Appservices.Load(ctx); err != nil {
 		return nil, err
 	}
@@ -254,24 +295,22 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (h *Hub, err
 		return nil, fmt.Errorf("subscribe revocations: %w", err)
 	}
 	h.unsubRevoked = unsubRevoked
+	if h.unsubBindings, err = h.Bus.SubscribeEphemeral(bus.SubjectBindings, func(data []byte) {
+		var c bindingAnnouncement
+		if json.Unmarshal(data, &c) == nil && c.UserID != "" {
+			h.applyBindingChange(runCtx, c)
+		}
+	}); err != nil {
+		return nil, fmt.Errorf("subscribe binding changes: %w", err)
+	}
 	api := clientapi.New(clientapi.Config{
 		ServerName: cfg.ServerName, PublicBaseURL: cfg.PublicBaseURL, EnableRegistration: cfg.EnableRegistration,
 		ProfileRequiresAuth: cfg.ProfileRequiresAuth,
 	}, h.Store, h.IDs, identity.NewSharedSecretRegistrar(cfg.RegistrationSharedSecret), h.Rooms, h.Sync,
 		log.With("component", "clientapi"), map[string]clientapi.Readiness{"store": h.Store, "nats": h.Bus, "directory": h.Trust})
-	var pscProvider *psc.Provider
 	ct := clientapi.Trust{Policy: h.Policy, Search: h.searchDirectory, Audit: auditor{h}, Refusals: h.Refusals}
-	if cfg.PSCIssuer != "" {
-		p, err := psc.New(ctx, psc.Config{
-			Issuer: cfg.PSCIssuer, ClientID: cfg.PSCClientID, ClientSecret: cfg.PSCClientSecret,
-			RedirectURL: cfg.PublicBaseURL + clientapi.PSCCallbackPath, ACRValues: cfg.PSCACRValues,
-			HTTPClient: &http.Client{Timeout: 15 * time.Second},
-		})
-		if err != nil {
-			return nil, fmt.Errorf("pro santé connect: %w", err)
-		}
-		ct.SSO = p
-		pscProvider = p
+	if pscProvider != nil {
+		ct.SSO = pscProvider
 	}
 	api.SetTrust(ct)
 	api.SetAppservices(h.Appservices)
@@ -301,22 +340,9 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (h *Hub, err
 	}
 	h.Media = media.New(mediaStore, media.Config{ServerName: cfg.ServerName, MaxUploadBytes: int64(cfg.MediaMaxUploadBytes)}, log.With("component", "media"))
 	h.Media.SetUploadGate(h.uploadGate(api))
-	var verifyProof func(ctx context.Context, idNat, proof string) error
-	if cfg.BridgeRequirePSCProof {
-		verifyProof = func(ctx context.Context, idNat, proof string) error {
-			who, err := pscProvider.IdentityFromAccessToken(ctx, proof)
-			if err != nil {
-				return err
-			}
-			if who.IDNat != idNat {
-				return fmt.Errorf("the proof is for %s, not %s", who.IDNat, idNat)
-			}
-			return nil
-		}
-	}
 	if h.Bridges, err = gateway.New(gateway.Config{
-		VerifyPSCProof: verifyProof,
-		ServerName:     cfg.ServerName, Store: h.Store, Rooms: h.Rooms, Policy: h.Policy, IDs: h.IDs,
+		Consent:    h.Consent,
+		ServerName: cfg.ServerName, Store: h.Store, Rooms: h.Rooms, Policy: h.Policy, IDs: h.IDs,
 		Operators: h.Operators, Feeds: h.Bus, Ephemeral: h.Sync, Search: h.searchDirectory,
 		Retention: cfg.NATSStreamMaxAge, Log: log.With("component", "bridges"), Media: bridgeMedia{h.Media},
 		Refusals:  h.Refusals,
@@ -328,7 +354,11 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (h *Hub, err
 
 	mux := api.Handler()
 	h.Media.Register(mux, h.mediaAuth(api))
-	adminapi.New(h.Operators, api, log.With("component", "adminapi")).Register(mux)
+	admin := adminapi.New(h.Operators, api, log.With("component", "adminapi"))
+	admin.SetBindings(h.Consent)
+	admin.Register(mux)
+	consent.NewAPI(h.Consent, api, cfg.ServerName, log.With("component", "consent")).Register(mux)
+	h.Appservices.Register(mux)
 	mux.Handle("GET /metrics", metricsHandler)
 	mux.Handle("GET "+gateway.Path, h.Bridges)
 	h.Handler = withBodyDeadline(cfg.RequestBodyTimeout,
@@ -393,6 +423,9 @@ func (h *Hub) Close() {
 	}
 	if h.unsubRevoked != nil {
 		h.unsubRevoked()
+	}
+	if h.unsubBindings != nil {
+		h.unsubBindings()
 	}
 	if h.Bus != nil {
 		h.Bus.Close()

@@ -323,6 +323,7 @@ func TestAppserviceOperatorLimit(t *testing.T) {
 	as := asClient{url: h.URL, token: asToken}
 	var puppets []string
 	for _, n := range []string{"bob", "carol"} {
+		approve(t, "fake", n, h)
 		p := "fake_" + hubtest.Localpart(n)
 		if st, body := as.do(t, "POST", "/_matrix/client/v3/register", "", map[string]any{"type": "m.login.application_service", "username": p}); st != 200 {
 			t.Fatalf("register %s: %d %v", p, st, body)
@@ -379,6 +380,7 @@ func TestBridgeOperatorLimit(t *testing.T) {
 	h := hubtest.Start(t, limitsOnly(func(c *config.Config) {
 		c.RCMessage = "1/min burst 1"
 		c.RCOperatorMessage = "1/min burst 3"
+		insecureBinds(c)
 	}))
 	clock := fakeClock(h)
 	ctx := ctxT(t)

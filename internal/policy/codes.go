@@ -42,6 +42,25 @@ const (
 	// BadCredentials: a password login failed (audited with the account
 	// named, never the password).
 	BadCredentials Code = "EIMIS_BAD_CREDENTIALS"
+	// ConsentRequired: an app (a bridge, an appservice's puppet) may act
+	// for a practitioner only with their consent, and has none.
+	ConsentRequired Code = "EIMIS_CONSENT_REQUIRED"
+	// LinkCodeInvalid: the link code is unknown, used, expired, issued to
+	// another practitioner or restricted to another app.
+	LinkCodeInvalid Code = "EIMIS_LINK_CODE_INVALID"
+	// LinkCodeAttempts: too many wrong link codes from this app; it may
+	// try again later.
+	LinkCodeAttempts Code = "EIMIS_LINK_CODE_ATTEMPTS"
+	// PSCProofRequired: this hub takes only Pro Santé Connect proofs of
+	// consent from bridges (bridge_require_psc_proof). The Bridge
+	// Protocol has the same code.
+	PSCProofRequired Code = "EIMIS_PSC_PROOF_REQUIRED"
+	// PSCProofInvalid: the Pro Santé Connect proof was refused (or this
+	// hub has no Pro Santé Connect to check it).
+	PSCProofInvalid Code = "EIMIS_PSC_PROOF_INVALID"
+	// BindingRevoked: the practitioner (or an operator) revoked the app's
+	// binding.
+	BindingRevoked Code = "EIMIS_BINDING_REVOKED"
 )
 
 // messages are the human texts; %s is the subject (an idNat or user ID).
@@ -67,4 +86,10 @@ var messages = map[Code]string{
 	NotYourData:          "%s is another user: filters, account data and tags are your own",
 	RateLimited:          "too many requests from %s; retry later",
 	BadCredentials:       "invalid username or password for %s",
+	ConsentRequired:      "%s: the practitioner has not consented to this app acting for them (they give a link code from a session of their own, or a Pro Santé Connect proof)",
+	LinkCodeInvalid:      "the link code for %s is unknown, used, expired or meant for another app",
+	LinkCodeAttempts:     "too many wrong link codes from %s; try again later",
+	PSCProofRequired:     "this hub binds %s only with a Pro Santé Connect proof (psc_proof)",
+	PSCProofInvalid:      "the Pro Santé Connect proof for %s was refused",
+	BindingRevoked:       "the binding of %s to this app was revoked",
 }

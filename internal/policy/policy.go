@@ -42,6 +42,11 @@ func (r *Refusal) Definite() bool {
 	switch r.Code {
 	case InactivePractitioner, NotInDirectory, ProfessionNotAllowed, ResponsibleRefused:
 		return true
+	case ConsentRequired:
+		// A puppet without its practitioner's consent (never given, or
+		// revoked) leaves its rooms: while it is a member, its
+		// appservice receives their events.
+		return true
 	}
 	return false
 }
@@ -58,6 +63,9 @@ type Engine struct {
 	services atomic.Pointer[map[string]store.ServiceAccount]
 	// puppets are the appservices' user namespaces (puppets.go).
 	puppets atomic.Pointer[[]PuppetNamespace]
+	// consents are the practitioners who let an appservice's puppets
+	// stand for them (puppets.go).
+	consents atomic.Pointer[map[PuppetConsent]bool]
 }
 
 // New returns an engine for a server's local users.
@@ -122,6 +130,9 @@ func (e *Engine) localpart(u id.UserID) (string, error) {
 type Subject struct {
 	IDNat   string
 	Service *store.ServiceAccount
+	// Appservice is set for an appservice's puppet: the registration ID
+	// whose namespace holds it.
+	Appservice string
 }
 
 // SubjectOf maps any local user ID to the practitioner it is, or the
@@ -150,6 +161,15 @@ func (e *Engine) CheckUser(u id.UserID) error {
 	sub, err := e.SubjectOf(u)
 	if err != nil {
 		return err
+	}
+	if sub.Appservice != "" {
+		if err := e.CheckPractitioner(sub.IDNat); err != nil {
+			return err
+		}
+		if !e.Consented(sub.Appservice, sub.IDNat) {
+			return &Refusal{Code: ConsentRequired, Subject: string(u)}
+		}
+		return nil
 	}
 	if sub.Service == nil {
 		return e.CheckPractitioner(sub.IDNat)
@@ -211,6 +231,10 @@ func (e *Engine) DisplayName(u id.UserID) (string, bool) {
 	}
 	if sub.Service != nil {
 		return sub.Service.Name, sub.Service.Name != ""
+	}
+	if sub.Appservice != "" && !e.Consented(sub.Appservice, sub.IDNat) {
+		// No consent, no borrowed name.
+		return "", false
 	}
 	entry, ok := e.dir.Load().Lookup(sub.IDNat)
 	if !ok || entry.DisplayName == "" {

@@ -23,6 +23,10 @@ import (
 // its one wildcard run captured, so @whatsapp_810001045367:hub.example is
 // the puppet of practitioner 810001045367).
 //
+// A puppet also needs its practitioner's consent to the appservice
+// (SetPuppetConsents): without it, it is refused and shown under no
+// directory name.
+//
 // The appservice's own accounts (its sender, a bridge bot) are not
 // puppets: they are applicative service accounts under a responsible
 // practitioner, registered when the appservice is added.
@@ -76,9 +80,35 @@ func (e *Engine) PuppetOf(u id.UserID) (idnat, appservice string, ok bool, err e
 // puppetSubject is SubjectOf's answer for a puppet; ok is false when u is
 // in no puppet namespace.
 func (e *Engine) puppetSubject(u id.UserID) (sub Subject, ok bool, err error) {
-	idnat, _, ok, err := e.PuppetOf(u)
+	idnat, as, ok, err := e.PuppetOf(u)
 	if !ok || err != nil {
 		return Subject{}, ok, err
 	}
-	return Subject{IDNat: idnat}, true, nil
+	return Subject{IDNat: idnat, Appservice: as}, true, nil
+}
+
+// PuppetConsent is a practitioner's consent that an appservice's puppets
+// stand for them (a binding of kind appservice, internal/consent).
+type PuppetConsent struct {
+	Appservice string
+	IDNat      string
+}
+
+// SetPuppetConsents replaces the consents. A puppet of a practitioner who
+// did not consent to its appservice is refused (ConsentRequired) and gets
+// no directory name: an appservice cannot borrow a practitioner's
+// identity by naming a user after their idNat.
+func (e *Engine) SetPuppetConsents(list []PuppetConsent) {
+	m := make(map[PuppetConsent]bool, len(list))
+	for _, c := range list {
+		m[c] = true
+	}
+	e.consents.Store(&m)
+}
+
+// Consented reports whether the practitioner consented to the
+// appservice's puppets standing for them.
+func (e *Engine) Consented(appservice, idnat string) bool {
+	m := e.consents.Load()
+	return m != nil && (*m)[PuppetConsent{Appservice: appservice, IDNat: idnat}]
 }

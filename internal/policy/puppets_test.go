@@ -21,6 +21,12 @@ func TestPuppets(t *testing.T) {
 	e.SetServiceAccounts([]store.ServiceAccount{
 		{Localpart: "wa_bot", Kind: store.KindApplicative, Name: "WhatsApp bridge", ResponsibleIDNat: ids["doctor"]},
 	})
+	// The doctor consented to the WhatsApp bridge only, the nurse to the
+	// Signal one; the inactive practitioner had consented too.
+	e.SetPuppetConsents([]PuppetConsent{
+		{Appservice: "whatsapp", IDNat: ids["doctor"]}, {Appservice: "signal", IDNat: ids["nurse"]},
+		{Appservice: "whatsapp", IDNat: ids["inactive"]},
+	})
 
 	cases := []struct {
 		name string
@@ -29,7 +35,9 @@ func TestPuppets(t *testing.T) {
 	}{
 		{"puppet of an active doctor", uid("wa_" + ids["doctor"]), ""},
 		{"puppet through another namespace", uid("signal_" + ids["nurse"] + "_x"), ""},
-		{"puppet of an inactive practitioner", uid("wa_" + ids["inactive"]), InactivePractitioner},
+		{"puppet of an inactive practitioner, whatever their consent", uid("wa_" + ids["inactive"]), InactivePractitioner},
+		{"puppet of a practitioner who consented to another appservice", uid("signal_" + ids["doctor"] + "_x"), ConsentRequired},
+		{"puppet of a practitioner who consented to nothing", uid("wa_" + ids["nurse"]), ConsentRequired},
 		{"puppet of someone not in the directory", uid("wa_" + ids["unknown"]), NotInDirectory},
 		{"namespace user that names no idNat", uid("wa_alice"), NotAPractitionerID},
 		{"outside every namespace", uid("telegram_" + ids["doctor"]), NotAPractitionerID},
@@ -68,6 +76,23 @@ func TestPuppets(t *testing.T) {
 	if _, ok := e.DisplayName(uid("wa_alice")); ok {
 		t.Fatal("a namespace user naming no idNat has no directory name")
 	}
+	if name, ok := e.DisplayName(uid("signal_" + ids["doctor"] + "_x")); ok {
+		t.Fatalf("a puppet without consent borrows the directory name %q", name)
+	}
+
+	// A revoked consent refuses the puppet at once, for good: the trust
+	// keeper takes it out of its rooms.
+	e.SetPuppetConsents([]PuppetConsent{{Appservice: "signal", IDNat: ids["nurse"]}})
+	if r, ok := AsRefusal(e.CheckUser(uid("wa_" + ids["doctor"]))); !ok || r.Code != ConsentRequired || !r.Definite() {
+		t.Fatalf("after the consent was revoked: %v", r)
+	}
+	if _, ok := e.DisplayName(uid("wa_" + ids["doctor"])); ok {
+		t.Fatal("a puppet whose consent was revoked keeps the directory name")
+	}
+	// The practitioner's own account never needed the appservice's consent.
+	if err := e.CheckUser(uid(ids["doctor"])); err != nil {
+		t.Fatalf("the doctor's own account: %v", err)
+	}
 
 	idnat, as, ok, err := e.PuppetOf(uid("signal_" + ids["nurse"] + "_x"))
 	if !ok || err != nil || idnat != ids["nurse"] || as != "signal" {
@@ -99,6 +124,7 @@ func BenchmarkCheckPuppet(b *testing.B) {
 	}); err != nil {
 		b.Fatal(err)
 	}
+	e.SetPuppetConsents([]PuppetConsent{{Appservice: "whatsapp", IDNat: ids["doctor"]}})
 	u := id.NewUserID("wa_"+ids["doctor"], "hub.test")
 	for b.Loop() {
 		if err := e.CheckUser(u); err != nil {

@@ -39,12 +39,12 @@ type BridgeStore interface {
 	// unknown ID.
 	RevokeBridge(ctx context.Context, id string) (*Bridge, error)
 
-	// BindBridgeUser records that the bridge acts for userID; it reports
-	// whether the binding is new. ErrNotFound for an unknown bridge.
-	BindBridgeUser(ctx context.Context, bridgeID, userID string) (bool, error)
+	// Bindings are made with a proof of consent: ConsentStore.PutBinding.
+
 	// UnbindBridgeUser removes a binding and reports whether one existed.
 	UnbindBridgeUser(ctx context.Context, bridgeID, userID string) (bool, error)
-	// BridgeUsers lists the users a bridge acts for, sorted.
+	// BridgeUsers lists the users a bridge acts for, sorted, whatever
+	// their binding's proof (ConsentStore.Bindings tells it).
 	BridgeUsers(ctx context.Context, bridgeID string) ([]string, error)
 	// UserBridges lists the bridges acting for a user, sorted.
 	UserBridges(ctx context.Context, userID string) ([]string, error)

@@ -241,6 +241,7 @@ type Store interface {
 	BridgeStore
 	AppserviceStore
 	HistoryStore
+	ConsentStore
 }
 
 // ErrImportSuperseded is returned by a DirectoryImport whose generation was

@@ -107,18 +107,6 @@ func (s *Store) RevokeBridge(ctx context.Context, id string) (*store.Bridge, err
 	return b, nil
 }
 
-func (s *Store) BindBridgeUser(ctx context.Context, bridgeID, userID string) (bool, error) {
-	tag, err := s.pool.Exec(ctx, `INSERT INTO bridge_users (bridge_id, user_id, bound_at) VALUES ($1, $2, $3)
-		ON CONFLICT (bridge_id, user_id) DO NOTHING`, bridgeID, userID, time.Now())
-	if code, _ := pgCode(err); code == foreignKeyViolation {
-		return false, fmt.Errorf("postgres: bind %q to bridge %q: %w", userID, bridgeID, store.ErrNotFound)
-	}
-	if err != nil {
-		return false, fmt.Errorf("postgres: bind %q to bridge %q: %w", userID, bridgeID, err)
-	}
-	return tag.RowsAffected() == 1, nil
-}
-
 func (s *Store) UnbindBridgeUser(ctx context.Context, bridgeID, userID string) (bool, error) {
 	tag, err := s.pool.Exec(ctx, `DELETE FROM bridge_users WHERE bridge_id = $1 AND user_id = $2`, bridgeID, userID)
 	if err != nil {

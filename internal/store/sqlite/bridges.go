@@ -114,22 +114,6 @@ func (s *Store) RevokeBridge(ctx context.Context, id string) (*store.Bridge, err
 	return b, nil
 }
 
-func (s *Store) BindBridgeUser(ctx context.Context, bridgeID, userID string) (bool, error) {
-	res, err := s.w.ExecContext(ctx, `INSERT INTO bridge_users (bridge_id, user_id, bound_at) VALUES (?, ?, ?)
-		ON CONFLICT (bridge_id, user_id) DO NOTHING`, bridgeID, userID, ms(time.Now()))
-	if isConstraint(err, sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY) {
-		return false, fmt.Errorf("sqlite: bind %q to bridge %q: %w", userID, bridgeID, store.ErrNotFound)
-	}
-	if err != nil {
-		return false, fmt.Errorf("sqlite: bind %q to bridge %q: %w", userID, bridgeID, err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return false, fmt.Errorf("sqlite: bind %q to bridge %q: %w", userID, bridgeID, err)
-	}
-	return n == 1, nil
-}
-
 func (s *Store) UnbindBridgeUser(ctx context.Context, bridgeID, userID string) (bool, error) {
 	res, err := s.w.ExecContext(ctx, `DELETE FROM bridge_users WHERE bridge_id = ? AND user_id = ?`, bridgeID, userID)
 	if err != nil {

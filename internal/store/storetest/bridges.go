@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"bytes"
+	"context"
 	"slices"
 	"testing"
 	"time"
@@ -100,6 +101,10 @@ func testBridgesRevoke(t *testing.T, s store.Store) {
 	wantErr(t, "revoke unknown", err, store.ErrNotFound)
 }
 
+func bindBridge(ctx context.Context, s store.Store, bridge, user string) (bool, error) {
+	return s.PutBinding(ctx, store.Binding{Kind: store.BindingBridge, AppID: bridge, UserID: user, Proof: store.ProofLinkCode})
+}
+
 func testBridgesBindings(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	addOperator(t, s, operator("acme", "acme.example"))
@@ -107,21 +112,21 @@ func testBridgesBindings(t *testing.T, s store.Store) {
 	addBridge(t, s, "b", "acme", 2)
 	const u1, u2 = "@810000000017:hub", "@810000000025:hub"
 
-	created, err := s.BindBridgeUser(ctx, "a", u2)
+	created, err := bindBridge(ctx, s, "a", u2)
 	must(t, "bind", err)
 	if !created {
 		t.Error("first bind reported as existing")
 	}
-	created, err = s.BindBridgeUser(ctx, "a", u2)
+	created, err = bindBridge(ctx, s, "a", u2)
 	must(t, "bind again", err)
 	if created {
 		t.Error("second bind reported as new")
 	}
 	for _, c := range []struct{ bridge, user string }{{"a", u1}, {"b", u1}} {
-		_, err := s.BindBridgeUser(ctx, c.bridge, c.user)
+		_, err := bindBridge(ctx, s, c.bridge, c.user)
 		must(t, "bind", err)
 	}
-	_, err = s.BindBridgeUser(ctx, "nobody", u1)
+	_, err = bindBridge(ctx, s, "nobody", u1)
 	wantErr(t, "bind to unknown bridge", err, store.ErrNotFound)
 
 	users, err := s.BridgeUsers(ctx, "a")

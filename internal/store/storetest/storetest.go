@@ -63,6 +63,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	tests = append(tests, bridgeTests...)
 	tests = append(tests, historyTests...)
 	tests = append(tests, appserviceTests...)
+	tests = append(tests, consentTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
