@@ -14,7 +14,14 @@ import (
 	"github.com/eimis-hub/eimis/internal/audit"
 	"github.com/eimis-hub/eimis/internal/consent"
 	"github.com/eimis-hub/eimis/internal/door"
+	"github.com/eimis-hub/eimis/internal/httpjson"
 	"github.com/eimis-hub/eimis/internal/policy"
+)
+
+// The one way the hub writes JSON answers and Matrix errors.
+var (
+	writeJSON = httpjson.Write
+	writeErr  = httpjson.Error
 )
 
 // BindingsPath is where an appservice shows a practitioner's consent for
@@ -147,11 +154,3 @@ func (s *Service) internal(w http.ResponseWriter, r *http.Request, err error) {
 	s.cfg.Log.Error("appservice bindings", "err", err, "route", r.Pattern)
 	writeErr(w, mautrix.MUnknown.WithStatus(http.StatusInternalServerError).WithMessage("Internal server error"))
 }
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-func writeErr(w http.ResponseWriter, e mautrix.RespError) { e.Write(w) }

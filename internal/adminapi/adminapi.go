@@ -24,8 +24,15 @@ import (
 	"github.com/eimis-hub/eimis/internal/consent"
 	"github.com/eimis-hub/eimis/internal/door"
 	"github.com/eimis-hub/eimis/internal/errclass"
+	"github.com/eimis-hub/eimis/internal/httpjson"
 	"github.com/eimis-hub/eimis/internal/operators"
 	"github.com/eimis-hub/eimis/internal/store"
+)
+
+// The one way the hub writes JSON answers and Matrix errors.
+var (
+	writeJSON = httpjson.Write
+	writeErr  = httpjson.Error
 )
 
 // Prefix is where the API is mounted.
@@ -401,19 +408,4 @@ func decode(w http.ResponseWriter, r *http.Request, v any) *mautrix.RespError {
 		return &e
 	}
 	return nil
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-// writeErr writes a Matrix error. Not with RespError.Write: that adds
-// the Matrix API's open CORS headers, which the admin API must not send.
-func writeErr(w http.ResponseWriter, e mautrix.RespError) {
-	if e.StatusCode == 0 {
-		e.StatusCode = http.StatusBadRequest
-	}
-	writeJSON(w, e.StatusCode, &e)
 }

@@ -21,12 +21,19 @@ import (
 	"github.com/eimis-hub/eimis/internal/canonjson"
 	"github.com/eimis-hub/eimis/internal/door"
 	"github.com/eimis-hub/eimis/internal/errclass"
+	"github.com/eimis-hub/eimis/internal/httpjson"
 	"github.com/eimis-hub/eimis/internal/identity"
 	"github.com/eimis-hub/eimis/internal/policy"
 	"github.com/eimis-hub/eimis/internal/ratelimit"
 	"github.com/eimis-hub/eimis/internal/rooms"
 	"github.com/eimis-hub/eimis/internal/store"
 	"github.com/eimis-hub/eimis/internal/syncapi"
+)
+
+// The one way the hub writes JSON answers and Matrix errors.
+var (
+	writeJSON = httpjson.Write
+	writeErr  = httpjson.Error
 )
 
 // Matrix error values the mautrix package does not predefine.
@@ -191,20 +198,6 @@ func accessToken(r *http.Request) string {
 	return r.URL.Query().Get("access_token")
 }
 
-// writeJSON writes a 200 (or status) JSON body.
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-func writeErr(w http.ResponseWriter, e mautrix.RespError) {
-	if e.StatusCode == 0 {
-		e.StatusCode = http.StatusBadRequest
-	}
-	e.Write(w)
-}
-
 func (a *API) internal(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.Is(err, context.Canceled) {
 		return
@@ -300,16 +293,21 @@ func (a *API) roomsErr(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 // WithCORS lets browser clients (Element Web) call the API from another
-// origin, as the spec requires of homeservers. The hub's own paths under
-// /_eimis/ (the admin API, the bridge socket, health and the Pro Santé
-// Connect callback) are no Matrix endpoints and stay closed to other
+// origin, as the spec requires of homeservers, and so does the
+// practitioners' own API under /_eimis/client/. The hub's other paths
+// under /_eimis/ (the admin API, the bridge socket, health and the Pro
+// Santé Connect callback) are no Matrix endpoints and stay closed to other
 // origins: a page a server admin happens to visit must not be able to
-// drive the admin API with a token it got hold of.
+// drive the admin API with a token it got hold of. Every JSON answer is
+// written by internal/httpjson, which adds no CORS header of its own.
 func WithCORS(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.URL.Path, "/_eimis/") {
-			// mautrix's error writer adds the open headers by itself.
-			next.ServeHTTP(noCORSWriter{w}, r)
+		if p := r.URL.Path; strings.HasPrefix(p, "/_eimis/") && !strings.HasPrefix(p, "/_eimis/client/") {
+			// The admin API, the bridge socket, metrics and probes are not
+			// for browsers. The practitioners' own API (/_eimis/client/,
+			// their bindings) is, like the Client-Server API: bearer
+			// tokens only, no cookies.
+			next.ServeHTTP(w, r)
 			return
 		}
 		h := w.Header()
@@ -323,33 +321,6 @@ func WithCORS(next http.Handler) http.Handler {
 		next.ServeHTTP(w, r)
 	})
 }
-
-// noCORSWriter drops every Access-Control-* header before the response
-// leaves, whoever set it.
-type noCORSWriter struct{ http.ResponseWriter }
-
-func (w noCORSWriter) strip() {
-	h := w.ResponseWriter.Header()
-	for k := range h {
-		if strings.HasPrefix(k, "Access-Control-") {
-			delete(h, k)
-		}
-	}
-}
-
-func (w noCORSWriter) WriteHeader(code int) {
-	w.strip()
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w noCORSWriter) Write(b []byte) (int, error) {
-	w.strip()
-	return w.ResponseWriter.Write(b)
-}
-
-// Unwrap lets http.ResponseController reach the connection (the bridge
-// socket hijacks it).
-func (w noCORSWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func (a *API) unrecognized(w http.ResponseWriter, r *http.Request) {
 	writeErr(w, mautrix.MUnrecognized.WithMessage("Unrecognized request"))

@@ -14,8 +14,15 @@ import (
 
 	"github.com/eimis-hub/eimis/internal/directory"
 	"github.com/eimis-hub/eimis/internal/door"
+	"github.com/eimis-hub/eimis/internal/httpjson"
 	"github.com/eimis-hub/eimis/internal/policy"
 	"github.com/eimis-hub/eimis/internal/store"
+)
+
+// The one way the hub writes JSON answers and Matrix errors.
+var (
+	writeJSON = httpjson.Write
+	writeErr  = httpjson.Error
 )
 
 // ClientPath is where practitioners manage their bindings, from a
@@ -255,17 +262,4 @@ func decode(r *http.Request, v any, optional bool) *mautrix.RespError {
 		return &e
 	}
 	return nil
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-func writeErr(w http.ResponseWriter, e mautrix.RespError) {
-	if e.StatusCode == 0 {
-		e.StatusCode = http.StatusBadRequest
-	}
-	e.Write(w)
 }

@@ -87,6 +87,11 @@ func TestAdminAPINotForBrowsersNorURLs(t *testing.T) {
 	if resp, _ := do("OPTIONS", "/_matrix/client/v3/login", "", preflight); resp.Header.Get("Access-Control-Allow-Origin") != "*" {
 		t.Fatalf("the Matrix API lost its CORS headers: %v", resp.Header)
 	}
+	// The practitioners' own API (their bindings) is for their clients,
+	// browsers included, like the Matrix API.
+	if resp, _ := do("OPTIONS", "/_eimis/client/v1/bindings/link_code", "", preflight); resp.Header.Get("Access-Control-Allow-Origin") != "*" {
+		t.Fatalf("the practitioners' bindings API has no CORS headers: %v", resp.Header)
+	}
 
 	// A token in the URL is refused, valid or not, with or without a
 	// header beside it.

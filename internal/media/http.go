@@ -2,7 +2,6 @@ package media
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -12,6 +11,12 @@ import (
 	"maunium.net/go/mautrix"
 
 	"github.com/eimis-hub/eimis/internal/errclass"
+	"github.com/eimis-hub/eimis/internal/httpjson"
+)
+
+// The one way the hub writes JSON answers and Matrix errors.
+var (
+	writeJSON = httpjson.Write
 )
 
 // The content repository's Matrix errors.
@@ -301,10 +306,4 @@ func (s *Service) internal(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	s.log.Error("media: internal error", errclass.Attr(err), "method", r.Method, "route", r.Pattern, "media_id", mediaID)
 	mautrix.MUnknown.WithMessage("Internal server error").Write(w)
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
 }
