@@ -145,7 +145,7 @@ func (a *API) auth(h authedHandler) http.HandlerFunc {
 					a.appserviceErr(w, r.WithContext(door.With(r.Context(), door.Of(door.Appservice, asID))), err)
 					return
 				}
-				h(w, r.WithContext(withSession(r.Context(), s)), s)
+				h(w, r.WithContext(a.withSession(r.Context(), s)), s)
 				return
 			}
 		}
@@ -157,17 +157,18 @@ func (a *API) auth(h authedHandler) http.HandlerFunc {
 			a.internal(w, r, err)
 			return
 		}
-		h(w, r.WithContext(withSession(r.Context(), s)), s)
+		h(w, r.WithContext(a.withSession(r.Context(), s)), s)
 	}
 }
 
 // withSession puts the session in the context, for what only sees the
-// request (the audit of a refusal), with its door: the appservice acting,
-// or the client device.
-func withSession(ctx context.Context, s identity.Session) context.Context {
+// request (the audit of a refusal), with its door: the appservice acting
+// (with its as_token, or through a device of a user in its exclusive
+// namespace, which the appservice logged in), or the client device.
+func (a *API) withSession(ctx context.Context, s identity.Session) context.Context {
 	d := door.Of(door.Client, string(s.DeviceID))
-	if s.Appservice != "" {
-		d = door.Of(door.Appservice, s.Appservice)
+	if as := a.operatorOf(s); as != "" {
+		d = door.Of(door.Appservice, as)
 	}
 	return door.With(context.WithValue(ctx, sessionKey{}, s), d)
 }

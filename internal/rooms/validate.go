@@ -35,7 +35,7 @@ func checkSubmit(req Submit) error {
 	if !storable(string(req.Redacts)) {
 		return fail(ErrUnknownEvent, "the event to redact is not in this room")
 	}
-	if !storable(req.Door.String()) {
+	if !storable(string(req.Door.Kind)) || !storable(req.Door.ID) {
 		return fail(ErrBadEvent, "the request's device or door ID must be valid UTF-8 without NUL")
 	}
 	if req.Txn != nil && !storableTxn(*req.Txn) {
