@@ -2,11 +2,7 @@ package appservice
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
-	"io"
 	"net/http"
-	"strings"
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
@@ -14,6 +10,7 @@ import (
 	"github.com/eimis-hub/eimis/internal/audit"
 	"github.com/eimis-hub/eimis/internal/consent"
 	"github.com/eimis-hub/eimis/internal/door"
+	"github.com/eimis-hub/eimis/internal/httpapi"
 	"github.com/eimis-hub/eimis/internal/httpjson"
 	"github.com/eimis-hub/eimis/internal/policy"
 )
@@ -61,12 +58,12 @@ type BindResult struct {
 // puppetFor resolves the request's as_token and puppet: the appservice,
 // the puppet and the practitioner it stands for.
 func (s *Service) puppetFor(w http.ResponseWriter, r *http.Request, user string) (asID string, puppet, practitioner id.UserID, ok bool) {
-	tok, found := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !found || strings.TrimSpace(tok) == "" {
+	tok := httpapi.BearerToken(r)
+	if tok == "" {
 		writeErr(w, mautrix.MMissingToken.WithStatus(http.StatusUnauthorized).WithMessage("Missing as_token (Authorization: Bearer)"))
 		return "", "", "", false
 	}
-	asID, found = s.Owner(strings.TrimSpace(tok))
+	asID, found := s.Owner(tok)
 	if !found {
 		writeErr(w, mautrix.MUnknownToken.WithStatus(http.StatusUnauthorized).WithMessage("Unknown as_token"))
 		return "", "", "", false
@@ -86,13 +83,12 @@ func (s *Service) bind(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, mautrix.MUnrecognized.WithStatus(http.StatusNotFound).WithMessage("Unrecognized request"))
 		return
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
 	var req bindRequest
-	switch {
-	case err != nil || !json.Valid(body):
-		writeErr(w, mautrix.MNotJSON.WithStatus(http.StatusBadRequest).WithMessage("Request body is not JSON"))
+	if e := bindBody.Decode(r, &req); e != nil {
+		writeErr(w, *e)
 		return
-	case json.Unmarshal(body, &req) != nil || req.UserID == "":
+	}
+	if req.UserID == "" {
 		writeErr(w, mautrix.MBadJSON.WithStatus(http.StatusBadRequest).WithMessage("Expected {\"user_id\": …, \"link_code\" or \"psc_proof\": …}"))
 		return
 	}
@@ -147,10 +143,10 @@ func (s *Service) unbind(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]bool{"unbound": existed})
 }
 
+// bindBody is how a bind's body is read.
+var bindBody = httpapi.Body{Max: 64 << 10, Required: true}
+
+// internal answers an internal error, logged by class only.
 func (s *Service) internal(w http.ResponseWriter, r *http.Request, err error) {
-	if errors.Is(err, context.Canceled) {
-		return
-	}
-	s.cfg.Log.Error("appservice bindings", "err", err, "route", r.Pattern)
-	writeErr(w, mautrix.MUnknown.WithStatus(http.StatusInternalServerError).WithMessage("Internal server error"))
+	httpapi.Internal(s.cfg.Log, w, r, err)
 }

@@ -32,7 +32,6 @@
 package gateway
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -41,7 +40,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"regexp"
 	"sync"
@@ -54,6 +52,7 @@ import (
 	"github.com/eimis-hub/eimis/internal/consent"
 	"github.com/eimis-hub/eimis/internal/directory"
 	"github.com/eimis-hub/eimis/internal/door"
+	"github.com/eimis-hub/eimis/internal/httpapi"
 	"github.com/eimis-hub/eimis/internal/identity"
 	"github.com/eimis-hub/eimis/internal/operators"
 	"github.com/eimis-hub/eimis/internal/policy"
@@ -254,7 +253,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "shutting down", http.StatusServiceUnavailable)
 		return
 	}
-	ws, err := g.up.Upgrade(hijackable{w}, r, nil)
+	ws, err := g.up.Upgrade(httpapi.Hijackable(w), r, nil)
 	if err != nil {
 		// The upgrader has answered the client already.
 		g.log.Debug("bridge upgrade failed", "err", err)
@@ -262,15 +261,6 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	c := newConn(g, ws, r.RemoteAddr)
 	c.run()
-}
-
-// hijackable reaches the server's connection through wrappers (metrics,
-// request IDs) that do not implement http.Hijacker themselves but unwrap
-// to a writer that does, as http.ResponseController expects.
-type hijackable struct{ http.ResponseWriter }
-
-func (h hijackable) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	return http.NewResponseController(h.ResponseWriter).Hijack()
 }
 
 // register makes c the bridge's connection and returns the one it

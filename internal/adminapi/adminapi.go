@@ -7,12 +7,9 @@
 package adminapi
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -23,7 +20,7 @@ import (
 
 	"github.com/eimis-hub/eimis/internal/consent"
 	"github.com/eimis-hub/eimis/internal/door"
-	"github.com/eimis-hub/eimis/internal/errclass"
+	"github.com/eimis-hub/eimis/internal/httpapi"
 	"github.com/eimis-hub/eimis/internal/httpjson"
 	"github.com/eimis-hub/eimis/internal/operators"
 	"github.com/eimis-hub/eimis/internal/store"
@@ -138,7 +135,7 @@ type adminHandler func(w http.ResponseWriter, r *http.Request, admin string)
 // admin authenticates every request before its handler runs.
 func (a *API) admin(h adminHandler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Query().Has("access_token") {
+		if httpapi.TokenInURL(r) {
 			// Whatever the Authenticator accepts: a token in the URL is
 			// logged by proxies and kept in browser history, and an admin
 			// token is the hub's most powerful credential.
@@ -149,10 +146,7 @@ func (a *API) admin(h adminHandler) http.Handler {
 		}
 		user, err := a.auth.AdminUser(r)
 		if err != nil {
-			if re, ok := asRespError(err); ok {
-				if re.StatusCode == 0 {
-					re.StatusCode = authStatus(re.ErrCode)
-				}
+			if re, ok := httpapi.AuthError(err); ok {
 				a.log.Info("admin request refused", "errcode", re.ErrCode, "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
 				writeErr(w, re)
 				return
@@ -168,29 +162,6 @@ func (a *API) admin(h adminHandler) http.Handler {
 		// Whatever the handler audits names the admin API and the admin.
 		h(w, r.WithContext(door.With(r.Context(), door.Of(door.Admin, user))), user)
 	})
-}
-
-func asRespError(err error) (mautrix.RespError, bool) {
-	var re mautrix.RespError
-	if errors.As(err, &re) {
-		return re, true
-	}
-	var rp *mautrix.RespError
-	if errors.As(err, &rp) && rp != nil {
-		return *rp, true
-	}
-	return mautrix.RespError{}, false
-}
-
-// authStatus is the HTTP status of an authentication error that came
-// without one: the client must see 401 or 403, never a 500 that invites a
-// retry.
-func authStatus(errcode string) int {
-	switch errcode {
-	case mautrix.MMissingToken.ErrCode, mautrix.MUnknownToken.ErrCode:
-		return http.StatusUnauthorized
-	}
-	return http.StatusForbidden
 }
 
 // Operator is an operator on the wire: the admin API's responses and
@@ -251,7 +222,7 @@ type createRequest struct {
 
 func (a *API) createOperator(w http.ResponseWriter, r *http.Request, admin string) {
 	var req createRequest
-	if e := decode(w, r, &req); e != nil {
+	if e := jsonBody.Decode(r, &req); e != nil {
 		writeErr(w, *e)
 		return
 	}
@@ -285,7 +256,7 @@ type statusRequest struct {
 func (a *API) setStatus(change func(ctx context.Context, id, reason, actor string) (*operators.Operator, error)) adminHandler {
 	return func(w http.ResponseWriter, r *http.Request, admin string) {
 		var req statusRequest
-		if e := decode(w, r, &req); e != nil {
+		if e := jsonBody.Decode(r, &req); e != nil {
 			writeErr(w, *e)
 			return
 		}
@@ -361,51 +332,13 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, id string, err error)
 	}
 }
 
+// internal answers an internal error, logged by class only.
 func (a *API) internal(w http.ResponseWriter, r *http.Request, err error) {
-	if errors.Is(err, context.Canceled) {
-		return // the client went away; nobody reads the answer
-	}
-	a.log.Error("admin request failed", errclass.Attr(err), "method", r.Method, "route", r.Pattern)
-	writeErr(w, mautrix.MUnknown.WithMessage("Internal server error"))
+	httpapi.Internal(a.log, w, r, err)
 }
 
-// decode reads a JSON object body into v. An empty body counts as {}, so
-// "reactivate" needs none. Syntax errors are M_NOT_JSON; a body that is
-// not an object, a wrong type or an unknown field (a typo such as
-// "server_name" would otherwise be silently dropped) is M_BAD_JSON.
-func decode(w http.ResponseWriter, r *http.Request, v any) *mautrix.RespError {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
-	if err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			e := mautrix.MTooLarge.WithMessage("Request body larger than %d bytes", maxBodyBytes)
-			return &e
-		}
-		e := mautrix.MNotJSON.WithMessage("Could not read the request body")
-		return &e
-	}
-	body = bytes.TrimSpace(body)
-	if len(body) == 0 {
-		return nil
-	}
-	if !json.Valid(body) {
-		e := mautrix.MNotJSON.WithMessage("Request body is not JSON")
-		return &e
-	}
-	if body[0] != '{' {
-		e := mautrix.MBadJSON.WithMessage("Request body must be a JSON object")
-		return &e
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		var typeErr *json.UnmarshalTypeError
-		if errors.As(err, &typeErr) && typeErr.Field != "" {
-			e := mautrix.MBadJSON.WithMessage("%s: expected %s", typeErr.Field, typeErr.Type).WithExtraField("field", typeErr.Field)
-			return &e
-		}
-		e := mautrix.MBadJSON.WithMessage("%s", strings.TrimPrefix(err.Error(), "json: "))
-		return &e
-	}
-	return nil
-}
+// jsonBody is how the API reads request bodies: an empty body counts as {},
+// so "reactivate" needs none; a body that is not an object, a wrong type
+// or an unknown field (a typo such as "server_name" would otherwise be
+// silently dropped) is M_BAD_JSON, naming the member.
+var jsonBody = httpapi.Body{Max: maxBodyBytes, Schema: true}

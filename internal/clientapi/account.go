@@ -13,6 +13,7 @@ import (
 	"github.com/eimis-hub/eimis/internal/directory"
 	"github.com/eimis-hub/eimis/internal/door"
 	"github.com/eimis-hub/eimis/internal/errclass"
+	"github.com/eimis-hub/eimis/internal/httpapi"
 	"github.com/eimis-hub/eimis/internal/identity"
 	"github.com/eimis-hub/eimis/internal/policy"
 	"github.com/eimis-hub/eimis/internal/ratelimit"
@@ -317,7 +318,7 @@ func (a *API) whoami(w http.ResponseWriter, r *http.Request, s identity.Session)
 // appserviceToken identifies the appservice calling /login or /register
 // with its as_token, writing the spec's 401 when it is not one.
 func (a *API) appserviceToken(w http.ResponseWriter, r *http.Request) (string, bool) {
-	tok := accessToken(r)
+	tok := httpapi.AccessToken(r)
 	if tok == "" {
 		writeErr(w, mautrix.MMissingToken.WithMessage("Missing access token: an application service authenticates with its as_token"))
 		return "", false

@@ -4,11 +4,8 @@
 package clientapi
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
-	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -20,7 +17,7 @@ import (
 
 	"github.com/eimis-hub/eimis/internal/canonjson"
 	"github.com/eimis-hub/eimis/internal/door"
-	"github.com/eimis-hub/eimis/internal/errclass"
+	"github.com/eimis-hub/eimis/internal/httpapi"
 	"github.com/eimis-hub/eimis/internal/httpjson"
 	"github.com/eimis-hub/eimis/internal/identity"
 	"github.com/eimis-hub/eimis/internal/policy"
@@ -130,7 +127,7 @@ type authedHandler func(w http.ResponseWriter, r *http.Request, s identity.Sessi
 
 func (a *API) auth(h authedHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		tok := accessToken(r)
+		tok := httpapi.AccessToken(r)
 		if tok == "" {
 			writeErr(w, mautrix.MMissingToken.WithMessage("Missing access token"))
 			return
@@ -189,82 +186,33 @@ func (a *API) appserviceErr(w http.ResponseWriter, r *http.Request, err error) {
 	a.internal(w, r, err)
 }
 
-func accessToken(r *http.Request) string {
-	if h := r.Header.Get("Authorization"); h != "" {
-		if t, ok := strings.CutPrefix(h, "Bearer "); ok {
-			return strings.TrimSpace(t)
-		}
-		return ""
-	}
-	return r.URL.Query().Get("access_token")
-}
-
+// internal answers an internal error, logged by class only.
 func (a *API) internal(w http.ResponseWriter, r *http.Request, err error) {
-	if errors.Is(err, context.Canceled) {
-		return
-	}
-	a.log.Error("internal error", errclass.Attr(err), "method", r.Method, "route", r.Pattern)
-	writeErr(w, mautrix.MUnknown.WithMessage("Internal server error"))
+	httpapi.Internal(a.log, w, r, err)
 }
 
-// decodeJSON reads a JSON object body into v. Syntax errors and invalid
-// UTF-8 are M_NOT_JSON, JSON the hub refuses (nested too deep, a member
-// named twice, a type mismatch) M_BAD_JSON, as the spec distinguishes.
-func decodeJSON(r *http.Request, v any) *mautrix.RespError {
-	return readBody(r, v, canonjson.WellFormed)
-}
+// How the API reads request bodies (internal/httpapi): syntax errors
+// and invalid UTF-8 are M_NOT_JSON, JSON the hub refuses (nested too
+// deep, a member named twice, a type mismatch) M_BAD_JSON, as the spec
+// distinguishes; an empty body is {}. contentBody is for a body that ends
+// up in a signed event (event content, createRoom): it must also be
+// canonical JSON, integers within ±(2^53−1) and no floats, or it is
+// M_BAD_JSON. Checking at the door keeps a bad request from ever reaching
+// the room writer.
+var (
+	jsonBody    = httpapi.Body{Max: maxBodyBytes, Check: canonjson.WellFormed}
+	contentBody = httpapi.Body{Max: maxBodyBytes, Check: canonjson.Validate}
+	// Everything in a createRoom body may end up in a signed event. Event
+	// content sits 3 levels down (initial_state, its entry, content), so
+	// it keeps the depth it would have on its own.
+	createRoomBody = httpapi.Body{Max: maxBodyBytes, Check: canonjson.Rules{MaxDepth: canonjson.MaxDepth + 3}.Check}
+)
 
-// decodeContent is decodeJSON for a body that ends up in a signed event
-// (event content, createRoom): it must also be canonical JSON, integers
-// within ±(2^53−1) and no floats, or it is M_BAD_JSON. Checking at the
-// door keeps a bad request from ever reaching the room writer.
-func decodeContent(r *http.Request, v any) *mautrix.RespError {
-	return readBody(r, v, canonjson.Validate)
-}
+// decodeJSON reads a JSON object body into v.
+func decodeJSON(r *http.Request, v any) *mautrix.RespError { return jsonBody.Decode(r, v) }
 
-func readBody(r *http.Request, v any, check func([]byte) error) *mautrix.RespError {
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes+1))
-	if err != nil {
-		e := mautrix.MNotJSON.WithMessage("Could not read request body")
-		return &e
-	}
-	return decodeChecked(body, v, check)
-}
-
-func decodeBody(body []byte, v any) *mautrix.RespError {
-	return decodeChecked(body, v, canonjson.WellFormed)
-}
-
-// decodeChecked decodes body after check. Messages name the fault's
-// class and position, never the body's text.
-func decodeChecked(body []byte, v any, check func([]byte) error) *mautrix.RespError {
-	if len(body) > maxBodyBytes {
-		e := mautrix.MTooLarge.WithMessage("Request body too large")
-		return &e
-	}
-	trimmed := bytes.TrimSpace(body)
-	if len(trimmed) == 0 {
-		trimmed = []byte("{}")
-	}
-	if err := check(trimmed); err != nil {
-		ce, ok := canonjson.As(err)
-		if !ok || ce.NotJSON() {
-			e := mautrix.MNotJSON.WithMessage("Content not JSON")
-			return &e
-		}
-		e := mautrix.MBadJSON.WithMessage("Invalid JSON: %s", strings.TrimPrefix(ce.Error(), "canonjson: "))
-		return &e
-	}
-	if trimmed[0] != '{' {
-		e := mautrix.MBadJSON.WithMessage("Body must be a JSON object")
-		return &e
-	}
-	if err := json.Unmarshal(trimmed, v); err != nil {
-		e := mautrix.MBadJSON.WithMessage("Malformed JSON: %s", errclass.Of(err))
-		return &e
-	}
-	return nil
-}
+// decodeContent is decodeJSON for a body that becomes event content.
+func decodeContent(r *http.Request, v any) *mautrix.RespError { return contentBody.Decode(r, v) }
 
 // roomsErr maps room server errors to Matrix errors.
 func (a *API) roomsErr(w http.ResponseWriter, r *http.Request, err error) {
@@ -291,36 +239,6 @@ func (a *API) roomsErr(w http.ResponseWriter, r *http.Request, err error) {
 	default:
 		a.internal(w, r, err)
 	}
-}
-
-// WithCORS lets browser clients (Element Web) call the API from another
-// origin, as the spec requires of homeservers, and so does the
-// practitioners' own API under /_eimis/client/. The hub's other paths
-// under /_eimis/ (the admin API, the bridge socket, health and the Pro
-// Santé Connect callback) are no Matrix endpoints and stay closed to other
-// origins: a page a server admin happens to visit must not be able to
-// drive the admin API with a token it got hold of. Every JSON answer is
-// written by internal/httpjson, which adds no CORS header of its own.
-func WithCORS(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if p := r.URL.Path; strings.HasPrefix(p, "/_eimis/") && !strings.HasPrefix(p, "/_eimis/client/") {
-			// The admin API, the bridge socket, metrics and probes are not
-			// for browsers. The practitioners' own API (/_eimis/client/,
-			// their bindings) is, like the Client-Server API: bearer
-			// tokens only, no cookies.
-			next.ServeHTTP(w, r)
-			return
-		}
-		h := w.Header()
-		h.Set("Access-Control-Allow-Origin", "*")
-		h.Set("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS")
-		h.Set("Access-Control-Allow-Headers", "X-Requested-With, Content-Type, Authorization")
-		if r.Method == http.MethodOptions {
-			w.WriteHeader(http.StatusOK)
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
 }
 
 func (a *API) unrecognized(w http.ResponseWriter, r *http.Request) {

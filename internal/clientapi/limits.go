@@ -9,6 +9,7 @@ import (
 	"maunium.net/go/mautrix"
 
 	"github.com/eimis-hub/eimis/internal/door"
+	"github.com/eimis-hub/eimis/internal/httpapi"
 	"github.com/eimis-hub/eimis/internal/identity"
 	"github.com/eimis-hub/eimis/internal/policy"
 	"github.com/eimis-hub/eimis/internal/ratelimit"
@@ -88,7 +89,7 @@ func (a *API) decide(w http.ResponseWriter, r *http.Request, d ratelimit.Decisio
 	}
 	if d.First {
 		ref.Code = string(policy.RateLimited)
-		ref.RequestID = RequestID(r.Context())
+		ref.RequestID = httpapi.RequestID(r.Context())
 		a.refuse(r.Context(), ref)
 		a.log.Info("rate limited", "limit", act.String(), "door", ref.Door.String(), "actor", ref.Actor, "retry_after", d.RetryAfter)
 	}
@@ -124,7 +125,7 @@ func (a *API) LimitUpload(r *http.Request) error {
 	}
 	if d.First {
 		ref.Code = string(policy.RateLimited)
-		ref.RequestID = RequestID(r.Context())
+		ref.RequestID = httpapi.RequestID(r.Context())
 		a.refuse(r.Context(), ref)
 		a.log.Info("rate limited", "limit", act.String(), "door", ref.Door.String(), "actor", ref.Actor, "retry_after", d.RetryAfter)
 	}
@@ -165,7 +166,7 @@ func (a *API) loginFailed(r *http.Request, localpart string) {
 	}
 	a.refuse(r.Context(), door.Refusal{
 		Door: door.Of(door.Client, ""), Code: string(policy.BadCredentials), Action: "login",
-		Actor: actor, RequestID: RequestID(r.Context()),
+		Actor: actor, RequestID: httpapi.RequestID(r.Context()),
 	})
 }
 

@@ -9,6 +9,7 @@ import (
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/eimis-hub/eimis/internal/httpapi"
 	"github.com/eimis-hub/eimis/internal/identity"
 	"github.com/eimis-hub/eimis/internal/store"
 )
@@ -89,7 +90,7 @@ func safeAvatar(url string) string {
 // token is still 401); without one, h gets a nil session.
 func (a *API) optionalAuth(h func(w http.ResponseWriter, r *http.Request, s *identity.Session)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if accessToken(r) == "" {
+		if httpapi.AccessToken(r) == "" {
 			h(w, r, nil)
 			return
 		}

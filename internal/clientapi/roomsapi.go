@@ -11,7 +11,6 @@ import (
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
 
-	"github.com/eimis-hub/eimis/internal/canonjson"
 	"github.com/eimis-hub/eimis/internal/door"
 	"github.com/eimis-hub/eimis/internal/errclass"
 	"github.com/eimis-hub/eimis/internal/identity"
@@ -38,10 +37,7 @@ type createRoomRequest struct {
 
 func (a *API) createRoom(w http.ResponseWriter, r *http.Request, s identity.Session) {
 	var req createRoomRequest
-	// Everything in a createRoom body may end up in a signed event. Event
-	// content sits 3 levels down (initial_state, its entry, content), so
-	// it keeps the depth it would have on its own.
-	if e := readBody(r, &req, canonjson.Rules{MaxDepth: canonjson.MaxDepth + 3}.Check); e != nil {
+	if e := createRoomBody.Decode(r, &req); e != nil {
 		writeErr(w, *e)
 		return
 	}

@@ -2,17 +2,15 @@ package clientapi
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"net/http"
-	"regexp"
-	"strings"
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/eimis-hub/eimis/internal/directory"
 	"github.com/eimis-hub/eimis/internal/door"
+	"github.com/eimis-hub/eimis/internal/httpapi"
 	"github.com/eimis-hub/eimis/internal/identity"
 	"github.com/eimis-hub/eimis/internal/policy"
 	"github.com/eimis-hub/eimis/internal/rooms"
@@ -78,7 +76,7 @@ func (a *API) audit(r *http.Request, e AuditEvent) {
 	if a.trust.Audit == nil {
 		return
 	}
-	e.RequestID = RequestID(r.Context())
+	e.RequestID = httpapi.RequestID(r.Context())
 	e.Door = door.From(r.Context()).String()
 	a.trust.Audit.Record(r.Context(), e)
 }
@@ -90,34 +88,12 @@ func (a *API) refuse(ctx context.Context, ref door.Refusal) {
 		ref.Door = door.From(ctx)
 	}
 	if ref.RequestID == "" {
-		ref.RequestID = RequestID(ctx)
+		ref.RequestID = httpapi.RequestID(ctx)
 	}
 	if a.trust.Refusals != nil {
 		a.trust.Refusals.Refused(ctx, ref)
 	}
 }
-
-var validRequestID = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,64}$`)
-
-// WithRequestID gives every request an ID (a well-formed X-Request-Id from
-// the reverse proxy, or a new one), echoes it in the response and puts it
-// in the context, so an audit entry can be matched with proxy logs. Until
-// a door authenticates the request, it is an anonymous Client-Server API
-// request (door "client").
-func WithRequestID(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rid := r.Header.Get("X-Request-Id")
-		if !validRequestID.MatchString(rid) {
-			rid = rand.Text()[:20]
-		}
-		w.Header().Set("X-Request-Id", rid)
-		ctx := door.With(door.WithRequestID(r.Context(), rid), door.Of(door.Client, ""))
-		next.ServeHTTP(w, r.WithContext(ctx))
-	})
-}
-
-// RequestID is the ID WithRequestID gave the request, or "".
-func RequestID(ctx context.Context) string { return door.RequestID(ctx) }
 
 type actionKey struct{}
 
@@ -171,7 +147,7 @@ func actorOf(r *http.Request) string {
 func (a *API) AdminUser(r *http.Request) (string, error) {
 	// Admin tokens travel in the Authorization header only: a token in
 	// the URL ends up in proxy logs and browser history.
-	if r.URL.Query().Has("access_token") || !strings.HasPrefix(r.Header.Get("Authorization"), "Bearer ") {
+	if httpapi.TokenInURL(r) || httpapi.BearerToken(r) == "" {
 		return "", mautrix.MMissingToken.WithMessage("The admin API takes the access token in the Authorization header (Bearer), never in the URL")
 	}
 	s, err := a.session(r)
@@ -210,7 +186,7 @@ func (a *API) UserID(r *http.Request) (string, error) {
 // session authenticates r's access token, answering with the Matrix
 // errors the spec gives for a missing or unknown token.
 func (a *API) session(r *http.Request) (identity.Session, error) {
-	tok := accessToken(r)
+	tok := httpapi.AccessToken(r)
 	if tok == "" {
 		return identity.Session{}, mautrix.MMissingToken.WithMessage("Missing access token")
 	}

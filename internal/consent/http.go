@@ -1,11 +1,7 @@
 package consent
 
 import (
-	"bytes"
-	"context"
-	"encoding/json"
 	"errors"
-	"io"
 	"log/slog"
 	"net/http"
 
@@ -14,6 +10,7 @@ import (
 
 	"github.com/eimis-hub/eimis/internal/directory"
 	"github.com/eimis-hub/eimis/internal/door"
+	"github.com/eimis-hub/eimis/internal/httpapi"
 	"github.com/eimis-hub/eimis/internal/httpjson"
 	"github.com/eimis-hub/eimis/internal/policy"
 	"github.com/eimis-hub/eimis/internal/store"
@@ -107,15 +104,7 @@ func (a *API) practitioner(h func(w http.ResponseWriter, r *http.Request, u id.U
 	return func(w http.ResponseWriter, r *http.Request) {
 		s, d, err := a.auth.Authenticate(r)
 		if err != nil {
-			var re mautrix.RespError
-			if errors.As(err, &re) {
-				if re.StatusCode == 0 {
-					re.StatusCode = http.StatusUnauthorized
-				}
-				writeErr(w, re)
-				return
-			}
-			a.internal(w, r, err)
+			httpapi.Refuse(a.log, w, r, err)
 			return
 		}
 		u := id.UserID(s)
@@ -151,7 +140,7 @@ type LinkCodeResponse struct {
 
 func (a *API) linkCode(w http.ResponseWriter, r *http.Request, u id.UserID) {
 	var req doorRequest
-	if e := decode(r, &req, true); e != nil {
+	if e := optionalBody.Decode(r, &req); e != nil {
 		writeErr(w, *e)
 		return
 	}
@@ -185,7 +174,7 @@ func (a *API) list(w http.ResponseWriter, r *http.Request, u id.UserID) {
 
 func (a *API) approve(w http.ResponseWriter, r *http.Request, u id.UserID) {
 	var req doorRequest
-	if e := decode(r, &req, false); e != nil {
+	if e := doorBody.Decode(r, &req); e != nil {
 		writeErr(w, *e)
 		return
 	}
@@ -230,36 +219,15 @@ func (a *API) revoke(w http.ResponseWriter, r *http.Request, u id.UserID) {
 	writeJSON(w, http.StatusOK, map[string]any{})
 }
 
+// internal answers an internal error, logged by class only.
 func (a *API) internal(w http.ResponseWriter, r *http.Request, err error) {
-	if errors.Is(err, context.Canceled) {
-		return
-	}
-	a.log.Error("bindings request failed", "err", err, "route", r.Pattern)
-	writeErr(w, mautrix.MUnknown.WithStatus(http.StatusInternalServerError).WithMessage("Internal server error"))
+	httpapi.Internal(a.log, w, r, err)
 }
 
-// decode reads a JSON object body into v; an empty body is {} when
-// optional. Unknown fields are refused: a misspelt "door" must not give
-// a code valid for every app.
-func decode(r *http.Request, v any, optional bool) *mautrix.RespError {
-	body, err := io.ReadAll(io.LimitReader(r.Body, 16<<10))
-	if err != nil {
-		e := mautrix.MNotJSON.WithStatus(http.StatusBadRequest).WithMessage("Could not read the request body")
-		return &e
-	}
-	body = bytes.TrimSpace(body)
-	if len(body) == 0 && optional {
-		return nil
-	}
-	if !json.Valid(body) {
-		e := mautrix.MNotJSON.WithStatus(http.StatusBadRequest).WithMessage("Request body is not JSON")
-		return &e
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if body[0] != '{' || dec.Decode(v) != nil {
-		e := mautrix.MBadJSON.WithStatus(http.StatusBadRequest).WithMessage("Expected a JSON object with \"door\" and \"id\"")
-		return &e
-	}
-	return nil
-}
+// How the API reads request bodies: {"door", "id"} objects, unknown
+// fields refused (a misspelt "door" must not give a code valid for every
+// app); a link code's body is optional (empty is {}).
+var (
+	doorBody     = httpapi.Body{Max: 16 << 10, Schema: true, Required: true}
+	optionalBody = httpapi.Body{Max: 16 << 10, Schema: true}
+)

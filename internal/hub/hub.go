@@ -30,6 +30,7 @@ import (
 	"github.com/eimis-hub/eimis/internal/directory"
 	"github.com/eimis-hub/eimis/internal/directory/fhir"
 	"github.com/eimis-hub/eimis/internal/door"
+	"github.com/eimis-hub/eimis/internal/httpapi"
 	"github.com/eimis-hub/eimis/internal/identity"
 	"github.com/eimis-hub/eimis/internal/media"
 	"github.com/eimis-hub/eimis/internal/operators"
@@ -361,8 +362,8 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (h *Hub, err
 	h.Appservices.Register(mux)
 	mux.Handle("GET /metrics", metricsHandler)
 	mux.Handle("GET "+gateway.Path, h.Bridges)
-	h.Handler = withBodyDeadline(cfg.RequestBodyTimeout,
-		clientapi.WithRequestID(clientapi.WithCORS(metrics.Middleware(func(r *http.Request) string { return r.Pattern }, mux))))
+	h.Handler = httpapi.WithBodyDeadline(cfg.RequestBodyTimeout,
+		httpapi.WithRequestID(httpapi.WithCORS(metrics.Middleware(func(r *http.Request) string { return r.Pattern }, mux))))
 	return h, nil
 }
 
@@ -506,8 +507,7 @@ func (b bridgeMedia) Upload(ctx context.Context, uploader id.UserID, contentType
 // uploads large files over HTTP rather than through its socket.
 func (h *Hub) mediaAuth(api *clientapi.API) media.AuthFunc {
 	return func(r *http.Request) (string, error) {
-		tok := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if strings.HasPrefix(tok, gateway.TokenPrefix) {
+		if tok := httpapi.BearerToken(r); strings.HasPrefix(tok, gateway.TokenPrefix) {
 			u, err := h.Bridges.ActingUser(r.Context(), tok, r.URL.Query().Get("user_id"))
 			if err != nil {
 				return "", mautrix.MForbidden.WithMessage("%s", err.Error())

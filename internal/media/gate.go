@@ -31,7 +31,7 @@ func (s *Service) admit(w http.ResponseWriter, r *http.Request, user string) boo
 		if re.StatusCode == 0 {
 			re.StatusCode = http.StatusForbidden
 		}
-		re.Write(w)
+		writeErr(w, re)
 		return false
 	}
 	s.internal(w, r, err)

@@ -1,7 +1,6 @@
 package media
 
 import (
-	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -10,13 +9,14 @@ import (
 
 	"maunium.net/go/mautrix"
 
-	"github.com/eimis-hub/eimis/internal/errclass"
+	"github.com/eimis-hub/eimis/internal/httpapi"
 	"github.com/eimis-hub/eimis/internal/httpjson"
 )
 
 // The one way the hub writes JSON answers and Matrix errors.
 var (
 	writeJSON = httpjson.Write
+	writeErr  = httpjson.Error
 )
 
 // The content repository's Matrix errors.
@@ -84,25 +84,7 @@ func (s *Service) authed(auth AuthFunc, h authedHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		user, err := auth(r)
 		if err != nil {
-			var re mautrix.RespError
-			var rp *mautrix.RespError
-			switch {
-			case errors.As(err, &re):
-			case errors.As(err, &rp) && rp != nil:
-				re = *rp
-			default:
-				s.internal(w, r, err)
-				return
-			}
-			if re.StatusCode == 0 {
-				// An authentication failure is never a 500 that invites
-				// a retry.
-				re.StatusCode = http.StatusForbidden
-				if re.ErrCode == mautrix.MMissingToken.ErrCode || re.ErrCode == mautrix.MUnknownToken.ErrCode {
-					re.StatusCode = http.StatusUnauthorized
-				}
-			}
-			re.Write(w)
+			httpapi.Refuse(s.log, w, r, err)
 			return
 		}
 		h(w, r, user)
@@ -129,7 +111,7 @@ func (s *Service) handlePreviewURL(w http.ResponseWriter, _ *http.Request, _ str
 // refuses all, without looking the ID up (which would tell strangers
 // which IDs exist).
 func (s *Service) handleFrozen(w http.ResponseWriter, _ *http.Request) {
-	mNotFound.Write(w)
+	writeErr(w, mNotFound)
 }
 
 func (s *Service) handleUpload(w http.ResponseWriter, r *http.Request, user string) {
@@ -167,7 +149,7 @@ func (s *Service) handleCreate(w http.ResponseWriter, r *http.Request, user stri
 
 func (s *Service) handleUploadTo(w http.ResponseWriter, r *http.Request, user string) {
 	if r.PathValue("serverName") != s.cfg.ServerName {
-		mNotFound.Write(w)
+		writeErr(w, mNotFound)
 		return
 	}
 	if !s.admit(w, r, user) {
@@ -196,18 +178,18 @@ func (s *Service) uploadErr(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, ErrTooLarge):
 		s.tooLarge(w)
 	case errors.Is(err, ErrNotFound), errors.Is(err, ErrInvalidID):
-		mNotFound.Write(w)
+		writeErr(w, mNotFound)
 	case errors.Is(err, ErrExists):
-		mCannotOverwrite.WithMessage("Media already uploaded").Write(w)
+		writeErr(w, mCannotOverwrite.WithMessage("Media already uploaded"))
 	case errors.Is(err, ErrForbidden):
-		mautrix.MForbidden.WithMessage("This media ID was created by another user").Write(w)
+		writeErr(w, mautrix.MForbidden.WithMessage("This media ID was created by another user"))
 	default:
 		s.internal(w, r, err)
 	}
 }
 
 func (s *Service) tooLarge(w http.ResponseWriter) {
-	mautrix.MTooLarge.WithMessage("Upload exceeds the maximum of %d bytes", s.cfg.MaxUploadBytes).Write(w)
+	writeErr(w, mautrix.MTooLarge.WithMessage("Upload exceeds the maximum of %d bytes", s.cfg.MaxUploadBytes))
 }
 
 // open resolves a download or thumbnail request. When there is nothing
@@ -225,9 +207,9 @@ func (s *Service) open(w http.ResponseWriter, r *http.Request) (m Metadata, f io
 	case err == nil:
 		return m, f, true
 	case errors.Is(err, ErrNotFound):
-		mNotFound.Write(w)
+		writeErr(w, mNotFound)
 	case errors.Is(err, ErrNotYetUploaded):
-		mNotYetUploaded.WithMessage("Media has not been uploaded yet").Write(w)
+		writeErr(w, mNotYetUploaded.WithMessage("Media has not been uploaded yet"))
 	default:
 		s.internal(w, r, err)
 	}
@@ -272,12 +254,12 @@ func (s *Service) handleThumbnail(w http.ResponseWriter, r *http.Request, _ stri
 	q := r.URL.Query()
 	for _, p := range []string{"width", "height"} {
 		if n, err := strconv.Atoi(q.Get(p)); err != nil || n <= 0 {
-			mInvalidParam.WithMessage("%s must be a positive integer", p).Write(w)
+			writeErr(w, mInvalidParam.WithMessage("%s must be a positive integer", p))
 			return
 		}
 	}
 	if m := q.Get("method"); m != "" && m != "crop" && m != "scale" {
-		mInvalidParam.WithMessage("method must be crop or scale").Write(w)
+		writeErr(w, mInvalidParam.WithMessage("method must be crop or scale"))
 		return
 	}
 	m, f, ok := s.open(w, r)
@@ -287,7 +269,7 @@ func (s *Service) handleThumbnail(w http.ResponseWriter, r *http.Request, _ stri
 	defer f.Close()
 	ct := baseType(m.ContentType)
 	if !thumbnailTypes[ct] {
-		mCannotThumbnail.WithMessage("Cannot generate thumbnails for the requested content").Write(w)
+		writeErr(w, mCannotThumbnail.WithMessage("Cannot generate thumbnails for the requested content"))
 		return
 	}
 	w.Header().Set("Content-Type", ct)
@@ -295,15 +277,12 @@ func (s *Service) handleThumbnail(w http.ResponseWriter, r *http.Request, _ stri
 	serve(w, r, m, f)
 }
 
+// internal answers an internal error, logged by class only, with the
+// media ID: the URL may carry a filename.
 func (s *Service) internal(w http.ResponseWriter, r *http.Request, err error) {
-	if errors.Is(err, context.Canceled) {
-		return
-	}
-	// The route pattern and media ID only: the URL may carry a filename.
 	mediaID := r.PathValue("mediaId")
 	if !ValidID(mediaID) {
 		mediaID = ""
 	}
-	s.log.Error("media: internal error", errclass.Attr(err), "method", r.Method, "route", r.Pattern, "media_id", mediaID)
-	mautrix.MUnknown.WithMessage("Internal server error").Write(w)
+	httpapi.Internal(s.log, w, r, err, "media_id", mediaID)
 }

@@ -1,4 +1,4 @@
-package hub
+package httpapi
 
 import (
 	"io"
@@ -9,7 +9,7 @@ import (
 // bodyPace is how much of a body must arrive within each timeout.
 const bodyPace = 64 << 10
 
-// withBodyDeadline cuts off clients that send a request body too slowly
+// WithBodyDeadline cuts off clients that send a request body too slowly
 // (headers at once, then a byte now and then, holding a connection and a
 // goroutine each). http.Server.ReadTimeout would do it but also covers
 // what comes after the body: it would end /sync long-polls and the bridge
@@ -21,7 +21,7 @@ const bodyPace = 64 << 10
 // Once the body is read the deadline is lifted: a handler may run as long
 // as it needs. A body that times out fails to read, the handler answers
 // as for any unreadable body, and the server closes the connection.
-func withBodyDeadline(timeout time.Duration, next http.Handler) http.Handler {
+func WithBodyDeadline(timeout time.Duration, next http.Handler) http.Handler {
 	if timeout <= 0 {
 		return next
 	}

@@ -1,12 +1,25 @@
-package clientapi
+package httpapi
 
 import (
 	"encoding/json"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
+	"maunium.net/go/mautrix"
+
 	"github.com/eimis-hub/eimis/internal/canonjson"
 )
+
+// maxBodyBytes is the Client-Server API's limit.
+const maxBodyBytes = 1 << 20
+
+var (
+	jsonBody    = Body{Max: maxBodyBytes}
+	contentBody = Body{Max: maxBodyBytes, Check: canonjson.Validate}
+)
+
+func decodeBody(body []byte, v any) *mautrix.RespError { return jsonBody.DecodeBytes(body, v) }
 
 func TestDecodeBody(t *testing.T) {
 	type target struct {
@@ -70,7 +83,7 @@ func TestDecodeContent(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			var v map[string]any
-			e := decodeChecked([]byte(c.body), &v, canonjson.Validate)
+			e := contentBody.DecodeBytes([]byte(c.body), &v)
 			switch {
 			case c.code == "" && e != nil:
 				t.Fatalf("unexpected error %s: %s", e.ErrCode, e.Err)
@@ -113,4 +126,50 @@ func FuzzDecodeBody(f *testing.F) {
 			t.Fatalf("unexpected error code %s", e.ErrCode)
 		}
 	})
+}
+
+// TestBodyOptions: Required, Schema and Max as the admin and bindings
+// APIs use them, read from a request.
+func TestBodyOptions(t *testing.T) {
+	type op struct {
+		ID      string   `json:"id"`
+		Servers []string `json:"server_names"`
+	}
+	schema := Body{Max: 64, Schema: true}
+	required := Body{Max: 64, Required: true}
+	for _, c := range []struct {
+		name  string
+		b     Body
+		body  string
+		code  string
+		field string // the "field" of the answer
+		names string // text the message must contain
+	}{
+		{"empty is {}", schema, "", "", "", ""},
+		{"empty refused", required, " ", "M_NOT_JSON", "", ""},
+		{"unknown member refused and named", schema, `{"server_name":["x"]}`, "M_BAD_JSON", "", "server_name"},
+		{"unknown member ignored", required, `{"server_name":["x"]}`, "", "", ""},
+		{"type mismatch named", schema, `{"server_names":"x"}`, "M_BAD_JSON", "server_names", "server_names"},
+		{"type mismatch not named without a schema", required, `{"server_names":"x"}`, "M_BAD_JSON", "", ""},
+		{"array", schema, `["x"]`, "M_BAD_JSON", "", "object"},
+		{"duplicate member", schema, `{"id":"a","id":"b"}`, "M_BAD_JSON", "", ""},
+		{"too large", schema, `{"id":"` + strings.Repeat("a", 64) + `"}`, "M_TOO_LARGE", "", "64"},
+		{"syntax", schema, `{"id":`, "M_NOT_JSON", "", ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var v op
+			e := c.b.Decode(httptest.NewRequest("POST", "/", strings.NewReader(c.body)), &v)
+			switch {
+			case c.code == "" && e != nil:
+				t.Fatalf("unexpected error %s: %s", e.ErrCode, e.Err)
+			case c.code == "":
+				return
+			case e == nil || e.ErrCode != c.code:
+				t.Fatalf("got %v, want %s", e, c.code)
+			}
+			if f, _ := e.ExtraData["field"].(string); f != c.field || !strings.Contains(e.Err, c.names) {
+				t.Fatalf("field %q message %q", f, e.Err)
+			}
+		})
+	}
 }
