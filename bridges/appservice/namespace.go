@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"regexp"
 	"regexp/syntax"
-	"strings"
 
 	"maunium.net/go/mautrix/id"
 )
@@ -175,28 +174,4 @@ func puppetPattern(expr string) (*regexp.Regexp, error) {
 	run.Sub = append([]*syntax.Regexp(nil), runs[0].Sub...)
 	*runs[0] = syntax.Regexp{Op: syntax.OpCapture, Cap: 1, Sub: []*syntax.Regexp{&run}}
 	return regexp.Compile(tree.String())
-}
-
-// durableName is the JetStream consumer name of an appservice's pusher.
-// Consumer names cannot hold '.', so the ID is folded, and a hash of the
-// real ID keeps two IDs that fold alike apart.
-func durableName(asID string) string {
-	var b strings.Builder
-	for _, c := range asID {
-		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' {
-			b.WriteRune(c)
-		} else {
-			b.WriteByte('_')
-		}
-	}
-	return fmt.Sprintf("eimis-appservice-%s-%08x", b.String(), fnv32(asID))
-}
-
-func fnv32(s string) uint32 {
-	h := uint32(2166136261)
-	for i := 0; i < len(s); i++ {
-		h ^= uint32(s[i])
-		h *= 16777619
-	}
-	return h
 }

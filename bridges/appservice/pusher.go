@@ -129,7 +129,7 @@ func (s *Service) serve(ctx context.Context, e *entry, log *slog.Logger) {
 	}
 	go func() {
 		defer func() { done <- struct{}{} }()
-		if err := s.cfg.Bus.Consume(lctx, durableName(e.ID), "", p.handle); err != nil && lctx.Err() == nil {
+		if err := s.cfg.Bus.Consume(lctx, bus.AppserviceConsumerName(e.ID), "", p.handle); err != nil && lctx.Err() == nil {
 			log.Error("appservice consumer stopped", "err", err)
 			cancel()
 		}

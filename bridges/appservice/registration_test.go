@@ -177,10 +177,3 @@ func TestOverlaps(t *testing.T) {
 		t.Error("a bad regex must be an error")
 	}
 }
-
-func TestDurableName(t *testing.T) {
-	a, b := durableName("sh.whatsapp"), durableName("sh_whatsapp")
-	if a == b || strings.ContainsAny(a, ".*> ") {
-		t.Fatalf("durable names %q, %q", a, b)
-	}
-}

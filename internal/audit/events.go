@@ -18,7 +18,7 @@ import (
 // already stored is skipped by its event ID, so nothing is recorded twice.
 // Several instances share the durable: JetStream hands each batch to one.
 func (t *Trail) ConsumeEvents(ctx context.Context, b *bus.Bus) error {
-	err := b.ConsumeBatch(ctx, DurableName, "", eventBatch, eventLinger, t.recordEvents)
+	err := b.ConsumeBatch(ctx, bus.ConsumerAudit, "", eventBatch, eventLinger, t.recordEvents)
 	if err != nil && ctx.Err() == nil {
 		return fmt.Errorf("audit: consume events: %w", err)
 	}
@@ -26,10 +26,6 @@ func (t *Trail) ConsumeEvents(ctx context.Context, b *bus.Bus) error {
 }
 
 const (
-	// DurableName is the audit trail's JetStream durable consumer. Every
-	// hub instance uses it, so the instances share the work and each event
-	// is handled by one of them (and stored once even when redelivered).
-	DurableName = "audit"
 	eventBatch  = 256
 	eventLinger = 20 * time.Millisecond
 )

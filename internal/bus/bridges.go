@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -24,16 +23,6 @@ import (
 //     is re-created there), so a reconnecting bridge gets what it missed in
 //     stream order at once, instead of waiting for AckWait to redeliver
 //     the messages its previous connection had in flight.
-
-// bridgeConsumerPrefix starts every bridge's durable consumer name.
-const bridgeConsumerPrefix = "eimis_bridge_"
-
-// BridgeConsumerName is the durable consumer of a bridge. Bridge IDs may
-// contain '.', which consumer names may not: base32hex keeps the name
-// reversible and free of collisions, as RoomToken does for subjects.
-func BridgeConsumerName(bridgeID string) string {
-	return bridgeConsumerPrefix + strings.ToLower(roomTokenEncoding.EncodeToString([]byte(bridgeID)))
-}
 
 // BridgeFeedConfig tunes a bridge's consumer.
 type BridgeFeedConfig struct {

@@ -1,7 +1,7 @@
 package bus
 
-// This file is the one place that names every JetStream stream and every
-// NATS subject the hub uses. Anything that publishes or subscribes must go
+// This file is the one place that names every JetStream stream, every
+// NATS subject and every JetStream durable consumer the hub uses. Anything that publishes or subscribes must go
 // through these constants and helpers so that operators (and ACLs on an
 // external NATS cluster) have a single list to reason about.
 
@@ -127,3 +127,48 @@ var SubjectRevoked = EphemeralSubject("revoked")
 // only delays the change to the bridge's recheck and the appservices'
 // reload interval.
 var SubjectBindings = EphemeralSubject("bindings")
+
+// JetStream durable consumers of StreamEvents. A durable consumer keeps
+// its position on the server, so a consumer that was down catches up;
+// its name is its identity (renaming one starts it afresh at the
+// deliver policy), so the names are part of the wire format. Consumer
+// names may hold neither '.' nor NATS wildcards.
+const (
+	// ConsumerAudit is the audit trail's durable (internal/audit). Every
+	// hub instance uses it, so the instances share the work and each
+	// event is handled by one of them (and stored once even when
+	// redelivered).
+	ConsumerAudit = "audit"
+
+	// bridgeConsumerPrefix starts every bridge's durable consumer name.
+	bridgeConsumerPrefix = "eimis_bridge_"
+
+	// appserviceConsumerPrefix starts every appservice pusher's durable.
+	appserviceConsumerPrefix = "eimis-appservice-"
+)
+
+// BridgeConsumerName is the durable consumer of a bridge's event feed
+// (bridges/gateway, OpenBridgeFeed). Bridge IDs may contain '.', which
+// consumer names may not: base32hex keeps the name reversible and free
+// of collisions, as RoomToken does for subjects.
+func BridgeConsumerName(bridgeID string) string {
+	return bridgeConsumerPrefix + strings.ToLower(roomTokenEncoding.EncodeToString([]byte(bridgeID)))
+}
+
+// AppserviceConsumerName is the durable consumer of an application
+// service's pusher (bridges/appservice). The ID is folded to the
+// characters consumer names allow, and a hash of the real ID keeps two
+// IDs that fold alike apart.
+func AppserviceConsumerName(asID string) string {
+	var b strings.Builder
+	for _, c := range asID {
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' {
+			b.WriteRune(c)
+		} else {
+			b.WriteByte('_')
+		}
+	}
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(asID))
+	return fmt.Sprintf("%s%s-%08x", appserviceConsumerPrefix, b.String(), h.Sum32())
+}
