@@ -85,7 +85,11 @@ type Hub struct {
 	Key     signingkey.Key
 	Handler http.Handler
 
-	metrics *telemetry.Metrics
+	metrics        *telemetry.Metrics
+	metricsHandler http.Handler
+	relay          *outbox.Relay
+	// psc is Pro Santé Connect, when configured.
+	psc *psc.Provider
 
 	// Appservices is the Matrix Application Service API (bridges).
 	Appservices *appservice.Service
@@ -106,7 +110,8 @@ type Hub struct {
 	unsubBindings func()
 }
 
-// Open builds every component. Close releases them.
+// Open builds every component, in the order of the steps below: each
+// step stands on the ones before it. Close releases them.
 func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (h *Hub, err error) {
 	h = &Hub{Config: cfg, Log: log}
 	runCtx, cancel := context.WithCancel(context.Background())
@@ -116,10 +121,34 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (h *Hub, err
 			h.Close()
 		}
 	}()
+	// ctx bounds the start; runCtx lives until Close and carries the
+	// goroutines the steps start.
+	for _, step := range []func(ctx, runCtx context.Context) error{
+		h.openCore,          // signing key, metrics, store, bus, outbox relay, sync API
+		h.openAudit,         // the audit trail and its event consumer (egress)
+		h.openRooms,         // directory, policy, room server
+		h.openTrust,         // identities, Pro Santé Connect, consent
+		h.openAppservices,   // registrations and pushers (egress), before the trust keeper
+		h.openKeeper,        // the trust keeper and its sweeps
+		h.openAnnouncements, // revocations and binding changes between instances
+		h.openOperators,     // the operator allow-list
+		h.openDoors,         // Client-Server API, media, bridge gateway, HTTP handler
+	} {
+		if err := step(ctx, runCtx); err != nil {
+			return nil, err
+		}
+	}
+	return h, nil
+}
 
+// openCore opens what every other component stands on: the signing key,
+// the metrics, the store, the bus with its outbox relay, and the sync
+// API.
+func (h *Hub) openCore(ctx, runCtx context.Context) error {
+	cfg, log := h.Config, h.Log
 	key, generated, err := signingkey.LoadOrGenerate(cfg.SigningKeyPath)
 	if err != nil {
-		return nil, fmt.Errorf("signing key: %w", err)
+		return fmt.Errorf("signing key: %w", err)
 	}
 	if generated {
 		log.Info("generated a new signing key", "path", cfg.SigningKeyPath, "key_id", key.ID)
@@ -128,13 +157,13 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (h *Hub, err
 
 	metrics, metricsHandler, err := telemetry.NewMetrics()
 	if err != nil {
-		return nil, fmt.Errorf("metrics: %w", err)
+		return fmt.Errorf("metrics: %w", err)
 	}
-	h.metrics = metrics
+	h.metrics, h.metricsHandler = metrics, metricsHandler
 	h.Refusals = refusals{h}
 
 	if h.Store, err = OpenStore(ctx, cfg); err != nil {
-		return nil, fmt.Errorf("open store: %w", err)
+		return fmt.Errorf("open store: %w", err)
 	}
 
 	bcfg := bus.DefaultConfig(cfg.NATSStoreDir())
@@ -148,23 +177,30 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (h *Hub, err
 	bcfg.SyncAlways = cfg.NATSSyncInterval == 0
 	bcfg.SyncInterval = cfg.NATSSyncInterval
 	if h.Bus, err = bus.Start(ctx, bcfg, log); err != nil {
-		return nil, fmt.Errorf("start NATS: %w", err)
+		return fmt.Errorf("start NATS: %w", err)
 	}
 
 	// Published rows outlive JetStream's fsync interval (for an external
 	// cluster, the operator's sync_interval should be at most this).
 	retain := max(5*time.Second, 3*cfg.NATSSyncInterval)
-	relay := outbox.New(h.Store, h.Bus, log.With("component", "outbox"), retain)
+	h.relay = outbox.New(h.Store, h.Bus, log.With("component", "outbox"), retain)
 	h.relayDone = make(chan struct{})
 	go func() {
 		defer close(h.relayDone)
-		relay.Run(runCtx)
+		h.relay.Run(runCtx)
 	}()
 
 	if h.Sync, err = syncapi.New(runCtx, h.Store, h.Bus, log.With("component", "sync"), cfg.SyncMaxTimeout,
 		func() { metrics.SyncWakeups(runCtx, 1) }); err != nil {
-		return nil, fmt.Errorf("sync API: %w", err)
+		return fmt.Errorf("sync API: %w", err)
 	}
+	return nil
+}
+
+// openAudit opens the audit trail, which every later step writes to, and
+// starts its consumer of the accepted events and its retention.
+func (h *Hub) openAudit(_, runCtx context.Context) error {
+	cfg, log := h.Config, h.Log
 	instance, _ := os.Hostname()
 	h.Audit = audit.New(h.Store, log.With("component", "audit"), instance+" "+cfg.Listen)
 	go func() {
@@ -181,19 +217,31 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (h *Hub, err
 		}
 	}()
 	go h.Audit.RunRetention(runCtx, cfg.AuditRetention, 0)
+	return nil
+}
 
+// openRooms opens the health directory's holder, the trust space's
+// policy, and the room server it gates.
+func (h *Hub) openRooms(_, runCtx context.Context) error {
+	cfg, metrics := h.Config, h.metrics
 	h.Dir = &directory.Atomic{}
 	h.Policy = policy.New(cfg.ServerName, h.Dir, cfg.Professions())
 	h.Rooms = rooms.New(h.Store, rooms.Config{
-		ServerName: cfg.ServerName, Key: key, DefaultVersion: id.RoomVersion(cfg.RoomVersion),
+		ServerName: cfg.ServerName, Key: h.Key, DefaultVersion: id.RoomVersion(cfg.RoomVersion),
 		OnAccepted: func(evType string) { metrics.EventAccepted(runCtx, evType) },
 		Gate:       h.Policy,
-	}, fanout{h.Sync, relay}, log.With("component", "rooms"))
+	}, fanout{h.Sync, h.relay}, h.Log.With("component", "rooms"))
+	return nil
+}
 
+// openTrust opens the identities (sessions and their admission by the
+// policy), Pro Santé Connect when configured, and the practitioners'
+// consent to the apps acting for them.
+func (h *Hub) openTrust(ctx, _ context.Context) error {
+	cfg, log := h.Config, h.Log
 	h.IDs = identity.New(h.Store, cfg.ServerName, 0)
 	h.IDs.SetAdmission(h.Policy)
 	// Pro Santé Connect, when configured, is one way to prove consent.
-	var pscProvider *psc.Provider
 	if cfg.PSCIssuer != "" {
 		p, err := psc.New(ctx, psc.Config{
 			Issuer: cfg.PSCIssuer, ClientID: cfg.PSCClientID, ClientSecret: cfg.PSCClientSecret,
@@ -201,20 +249,26 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (h *Hub, err
 			HTTPClient: &http.Client{Timeout: 15 * time.Second},
 		})
 		if err != nil {
-			return nil, fmt.Errorf("pro santé connect: %w", err)
+			return fmt.Errorf("pro santé connect: %w", err)
 		}
-		pscProvider = p
+		h.psc = p
 	}
 	h.Consent = consent.New(consent.Config{
-		Store: h.Store, LinkCodeTTL: cfg.BindingLinkCodeTTL, VerifyPSC: verifyPSCProof(pscProvider),
+		Store: h.Store, LinkCodeTTL: cfg.BindingLinkCodeTTL, VerifyPSC: verifyPSCProof(h.psc),
 		BridgeRequirePSC: cfg.BridgeRequirePSCProof, BridgeInsecure: cfg.BridgeBindWithoutConsentInsecure,
 		Audit: h.record, OnChange: h.bindingChanged, Log: log.With("component", "consent"),
 	})
 	if cfg.BridgeBindWithoutConsentInsecure {
 		log.Warn("INSECURE: bridge_bind_without_consent_insecure is on: any bridge may act for any practitioner without their consent; for demos and tests only")
 	}
-	// Before the trust keeper: its first sweep must know the puppets and
-	// the consents to them.
+	return nil
+}
+
+// openAppservices loads the application services and starts their
+// pushers. Before the trust keeper: its first sweep must know the
+// puppets and the consents to them.
+func (h *Hub) openAppservices(ctx, runCtx context.Context) error {
+	cfg, log := h.Config, h.Log
 	h.Appservices = appservice.New(appservice.Config{ServerName: cfg.ServerName, Store: h.Store, Bus: h.Bus,
 		Policy: h.Policy, IDs: h.IDs, Log: log.With("component", "appservice"), ReloadInterval: cfg.TrustReloadInterval,
 		Consent: h.Consent, Recorder: h.Refusals,
@@ -232,15 +286,22 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (h *Hub, err
 			}()
 		}})
 	if err := h.Appservices.Load(ctx); err != nil {
-		return nil, err
+		return err
 	}
 	h.IDs.SetAppservices(h.Appservices)
 	h.Sync.Notifier().SetEphemeralHooks(h.Appservices.TypingChanged, h.Appservices.RoomChanged)
 	h.appservicesDone = make(chan struct{})
 	go func() { defer close(h.appservicesDone); h.Appservices.Run(runCtx) }()
+	return nil
+}
+
+// openKeeper opens the trust keeper, which holds the directory and acts
+// on its changes, and starts its sweeps and the FHIR synchronisation.
+func (h *Hub) openKeeper(ctx, runCtx context.Context) error {
+	cfg, log := h.Config, h.Log
 	h.Trust = trust.New(trust.Config{
 		Store: h.Store, Dir: h.Dir, Policy: h.Policy, Rooms: h.Rooms, IDs: h.IDs,
-		Log: log.With("component", "trust"), Metrics: metrics,
+		Log: log.With("component", "trust"), Metrics: h.metrics,
 		OnRemoved: func(ctx context.Context, r trust.Removal) {
 			h.record(ctx, audit.Entry{Actor: audit.ActorHub, Action: audit.ActionDirectoryDeactivate, Target: string(r.UserID),
 				Decision: audit.Deny, Reason: fmt.Sprintf("%s rooms_left=%d", r.Code, len(r.Rooms))})
@@ -255,13 +316,13 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (h *Hub, err
 		},
 	})
 	if err := h.Trust.Load(ctx); err != nil {
-		return nil, err
+		return err
 	}
 	if h.Dir.Load().Len() == 0 {
 		log.Warn("no health directory loaded: every participant is refused until one is imported (eimis-hub directory import) or synced (directory_fhir_url)")
 	}
-	if err := metrics.ObserveDirectory(h.Trust.State); err != nil {
-		return nil, err
+	if err := h.metrics.ObserveDirectory(h.Trust.State); err != nil {
+		return err
 	}
 	// Changes made while this instance was down (an import, a changed
 	// allowed_professions) are acted on at start, not at the next change.
@@ -276,10 +337,17 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (h *Hub, err
 		// Retry-After) within one run instead of failing it.
 		fc, err := fhir.New(fhir.Config{BaseURL: cfg.DirectoryFHIRURL, APIKey: cfg.DirectoryFHIRAPIKey, MaxRetries: 5})
 		if err != nil {
-			return nil, fmt.Errorf("directory FHIR client: %w", err)
+			return fmt.Errorf("directory FHIR client: %w", err)
 		}
 		go h.Trust.RunFHIR(runCtx, fc, cfg.DirectoryFHIRInterval, cfg.DirectoryFHIRFullInterval)
 	}
+	return nil
+}
+
+// openAnnouncements wires what instances tell each other over core NATS:
+// revoked sessions and changed bindings.
+func (h *Hub) openAnnouncements(_, runCtx context.Context) error {
+	log := h.Log
 	h.IDs.OnRevoke(func(r identity.Revocation) {
 		data, _ := json.Marshal(r)
 		if err := h.Bus.PublishEphemeral(bus.SubjectRevoked, data); err != nil {
@@ -293,7 +361,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (h *Hub, err
 		}
 	})
 	if err != nil {
-		return nil, fmt.Errorf("subscribe revocations: %w", err)
+		return fmt.Errorf("subscribe revocations: %w", err)
 	}
 	h.unsubRevoked = unsubRevoked
 	if h.unsubBindings, err = h.Bus.SubscribeEphemeral(bus.SubjectBindings, func(data []byte) {
@@ -302,27 +370,19 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (h *Hub, err
 			h.applyBindingChange(runCtx, c)
 		}
 	}); err != nil {
-		return nil, fmt.Errorf("subscribe binding changes: %w", err)
+		return fmt.Errorf("subscribe binding changes: %w", err)
 	}
-	api := clientapi.New(clientapi.Config{
-		ServerName: cfg.ServerName, PublicBaseURL: cfg.PublicBaseURL, EnableRegistration: cfg.EnableRegistration,
-		ProfileRequiresAuth: cfg.ProfileRequiresAuth,
-	}, h.Store, h.IDs, identity.NewSharedSecretRegistrar(cfg.RegistrationSharedSecret), h.Rooms, h.Sync,
-		log.With("component", "clientapi"), map[string]clientapi.Readiness{"store": h.Store, "nats": h.Bus, "directory": h.Trust})
-	ct := clientapi.Trust{Policy: h.Policy, Search: h.searchDirectory, Audit: auditor{h}, Refusals: h.Refusals}
-	if pscProvider != nil {
-		ct.SSO = pscProvider
-	}
-	api.SetTrust(ct)
-	api.SetAppservices(h.Appservices)
-	if err := h.setLimits(cfg, api); err != nil {
-		return nil, fmt.Errorf("rate limits: %w", err)
-	}
+	return nil
+}
 
+// openOperators loads the operator allow-list bridges (and federation)
+// are checked against, and watches it.
+func (h *Hub) openOperators(ctx, runCtx context.Context) error {
+	log := h.Log
 	h.Operators = operators.New(h.Store, log.With("component", "operators"))
-	h.Operators.SetOwnServerNames(cfg.ServerName)
+	h.Operators.SetOwnServerNames(h.Config.ServerName)
 	if err := h.Operators.Load(ctx); err != nil {
-		return nil, fmt.Errorf("operators: %w", err)
+		return fmt.Errorf("operators: %w", err)
 	}
 	h.Operators.OnChange(func(c operators.Change) {
 		log.Info("operator status", "operator", c.Operator.ID, "old", c.Old, "new", c.New, "actor", c.Actor)
@@ -334,25 +394,86 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (h *Hub, err
 		}
 		h.record(runCtx, e)
 	})
-	go h.Operators.Watch(runCtx, cfg.TrustReloadInterval)
+	go h.Operators.Watch(runCtx, h.Config.TrustReloadInterval)
+	return nil
+}
+
+// openDoors opens the doors into the hub (the Client-Server API, the
+// media repository, the bridge gateway, the admin, consent and
+// appservice APIs) and the HTTP handler in front of them all.
+func (h *Hub) openDoors(_, _ context.Context) error {
+	api, err := h.openClientAPI()
+	if err != nil {
+		return err
+	}
+	if err := h.openMedia(api); err != nil {
+		return err
+	}
+	if err := h.openBridges(); err != nil {
+		return err
+	}
+	h.Handler = h.handler(api)
+	return nil
+}
+
+// openClientAPI opens the Client-Server API with the trust space's
+// decisions, the appservices and the rate limits.
+func (h *Hub) openClientAPI() (*clientapi.API, error) {
+	cfg := h.Config
+	api := clientapi.New(clientapi.Config{
+		ServerName: cfg.ServerName, PublicBaseURL: cfg.PublicBaseURL, EnableRegistration: cfg.EnableRegistration,
+		ProfileRequiresAuth: cfg.ProfileRequiresAuth,
+	}, h.Store, h.IDs, identity.NewSharedSecretRegistrar(cfg.RegistrationSharedSecret), h.Rooms, h.Sync,
+		h.Log.With("component", "clientapi"), map[string]clientapi.Readiness{"store": h.Store, "nats": h.Bus, "directory": h.Trust})
+	ct := clientapi.Trust{Policy: h.Policy, Search: h.searchDirectory, Audit: auditor{h}, Refusals: h.Refusals}
+	if h.psc != nil {
+		ct.SSO = h.psc
+	}
+	api.SetTrust(ct)
+	api.SetAppservices(h.Appservices)
+	if err := h.setLimits(cfg, api); err != nil {
+		return nil, fmt.Errorf("rate limits: %w", err)
+	}
+	return api, nil
+}
+
+// openMedia opens the media repository, its uploads limited as the
+// Client-Server API's.
+func (h *Hub) openMedia(api *clientapi.API) error {
+	cfg := h.Config
 	mediaStore, err := media.NewDiskStore(cfg.MediaDir)
 	if err != nil {
-		return nil, fmt.Errorf("media store: %w", err)
+		return fmt.Errorf("media store: %w", err)
 	}
-	h.Media = media.New(mediaStore, media.Config{ServerName: cfg.ServerName, MaxUploadBytes: int64(cfg.MediaMaxUploadBytes)}, log.With("component", "media"))
+	h.Media = media.New(mediaStore, media.Config{ServerName: cfg.ServerName, MaxUploadBytes: int64(cfg.MediaMaxUploadBytes)}, h.Log.With("component", "media"))
 	h.Media.SetUploadGate(h.uploadGate(api))
+	return nil
+}
+
+// openBridges opens the Bridge Protocol gateway, told of every change of
+// an operator's status.
+func (h *Hub) openBridges() error {
+	cfg := h.Config
+	var err error
 	if h.Bridges, err = gateway.New(gateway.Config{
 		Consent:    h.Consent,
 		ServerName: cfg.ServerName, Store: h.Store, Rooms: h.Rooms, Policy: h.Policy, IDs: h.IDs,
 		Operators: h.Operators, Feeds: h.Bus, Ephemeral: h.Sync, Search: h.searchDirectory,
-		Retention: cfg.NATSStreamMaxAge, Log: log.With("component", "bridges"), Media: bridgeMedia{h.Media},
+		Retention: cfg.NATSStreamMaxAge, Log: h.Log.With("component", "bridges"), Media: bridgeMedia{h.Media},
 		Refusals:  h.Refusals,
 		RateLimit: bridgeLimits{h},
 	}); err != nil {
-		return nil, fmt.Errorf("bridge gateway: %w", err)
+		return fmt.Errorf("bridge gateway: %w", err)
 	}
 	h.Operators.OnChange(h.Bridges.OperatorChanged)
+	return nil
+}
 
+// handler routes every door and puts the shared plumbing in front
+// (internal/httpapi): the body read deadline, request IDs, CORS, then
+// the metrics.
+func (h *Hub) handler(api *clientapi.API) http.Handler {
+	cfg, log := h.Config, h.Log
 	mux := api.Handler()
 	h.Media.Register(mux, h.mediaAuth(api))
 	admin := adminapi.New(h.Operators, api, log.With("component", "adminapi"))
@@ -360,11 +481,10 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (h *Hub, err
 	admin.Register(mux)
 	consent.NewAPI(h.Consent, api, cfg.ServerName, log.With("component", "consent")).Register(mux)
 	h.Appservices.Register(mux)
-	mux.Handle("GET /metrics", metricsHandler)
+	mux.Handle("GET /metrics", h.metricsHandler)
 	mux.Handle("GET "+gateway.Path, h.Bridges)
-	h.Handler = httpapi.WithBodyDeadline(cfg.RequestBodyTimeout,
-		httpapi.WithRequestID(httpapi.WithCORS(metrics.Middleware(func(r *http.Request) string { return r.Pattern }, mux))))
-	return h, nil
+	return httpapi.WithBodyDeadline(cfg.RequestBodyTimeout,
+		httpapi.WithRequestID(httpapi.WithCORS(h.metrics.Middleware(func(r *http.Request) string { return r.Pattern }, mux))))
 }
 
 // fanout hands committed events to several consumers in-process: the
