@@ -15,6 +15,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -159,6 +160,7 @@ func (a *App) loadRoom(ctx context.Context, as string, m sdk.RoomMembership) {
 	if err != nil {
 		return
 	}
+	a.loadHistory(ctx, as, m.RoomID)
 	a.mu.Lock()
 	r := a.room(string(info.RoomID))
 	r.Name = info.Name
@@ -168,6 +170,26 @@ func (a *App) loadRoom(ctx context.Context, as string, m sdk.RoomMembership) {
 			r.Members[string(mem.UserID)] = true
 		}
 	}
+	a.mu.Unlock()
+}
+
+// loadHistory shows the messages the room had before our user joined
+// (those the hub lets them see): the live feed starts at the join.
+func (a *App) loadHistory(ctx context.Context, as string, room sdk.RoomID) {
+	evs, err := a.client.History(ctx, as, room, 50)
+	if err != nil {
+		a.log.Warn("history", "room", room, "err", err)
+		return
+	}
+	for _, ev := range evs {
+		if ev.Type == "m.room.message" || ev.Type == "m.room.name" {
+			_ = a.onEvent(ctx, ev)
+		}
+	}
+	// What came before the join goes before what the feed brought since.
+	a.mu.Lock()
+	r := a.room(string(room))
+	slices.SortStableFunc(r.Messages, func(x, y Message) int { return x.TS.Compare(y.TS) })
 	a.mu.Unlock()
 }
 

@@ -28,7 +28,7 @@ const schemaBase = "https://github.com/eimis-hub/eimis/schemas/bridge/v1/"
 
 // inbound are the frame types a bridge may send.
 var inbound = map[string]bool{
-	"hello": true, "ack": true, "bind": true, "unbind": true, "create_room": true, "room_info": true,
+	"hello": true, "ack": true, "bind": true, "unbind": true, "create_room": true, "room_info": true, "history": true,
 	"join": true, "invite": true, "leave": true, "send": true, "edit": true, "read_receipt": true,
 	"typing": true, "directory_search": true, "upload": true,
 }

@@ -63,6 +63,7 @@ type roomReq struct {
 	EventID   string  `json:"event_id"`
 	Typing    bool    `json:"typing"`
 	TimeoutMS jsonInt `json:"timeout_ms"`
+	Limit     jsonInt `json:"limit"`
 }
 
 type sendReq struct {

@@ -185,6 +185,9 @@ type Config struct {
 	// RateLimit, when set, may refuse a request before it runs (the
 	// hub's per-operator limits, ratelimit.go).
 	RateLimit RateLimiter
+	// History answers `history` requests (the hub's sync API, with its
+	// history visibility). Unset, they are unsupported.
+	History History
 	// Consent decides and records the practitioners' consent to each
 	// bind (internal/consent). Unset, a service over Store with the
 	// secure defaults is used: binds need a link code.
@@ -197,6 +200,11 @@ type Config struct {
 	// Refusals is the hub's one refusal path (counted and audited with
 	// the bridge as the door). Default: records nothing.
 	Refusals door.Recorder
+}
+
+// History reads the latest events of a room a user may see, oldest first.
+type History interface {
+	Recent(ctx context.Context, userID, roomID string, limit int) ([]rooms.ClientEvent, error)
 }
 
 // Gateway serves the Bridge Protocol.

@@ -52,6 +52,8 @@ func (c *conn) handle(f Frame) (res any, e *Error) {
 		res, e = c.createRoom(ctx, f)
 	case "room_info":
 		res, e = c.roomInfo(ctx, f)
+	case "history":
+		res, e = c.history(ctx, f)
 	case "join", "invite", "leave":
 		res, e = c.membership(ctx, f)
 	case "send", "edit":
@@ -87,7 +89,7 @@ func (c *conn) door() door.Door {
 // frameActions names the audit action of each request type, for its
 // refusals.
 var frameActions = map[string]string{
-	"bind": audit.ActionBindingBind, "unbind": audit.ActionBindingUnbind, "create_room": "room.create", "room_info": "room.read",
+	"bind": audit.ActionBindingBind, "unbind": audit.ActionBindingUnbind, "create_room": "room.create", "room_info": "room.read", "history": "room.read",
 	"join": "room.join", "invite": "room.invite", "leave": "room.leave", "send": "event.send", "edit": "event.send",
 	"read_receipt": "receipt.send", "typing": "typing.send", "directory_search": "directory.search", "upload": "media.upload",
 }
@@ -411,6 +413,32 @@ func (c *conn) roomInfo(ctx context.Context, f Frame) (any, *Error) {
 		}
 	}
 	return res, nil
+}
+
+// history answers the latest events of a room that the user may see, as
+// a Matrix client's /messages does, oldest first: the live feed only
+// carries what happens while the user is a member, so an app that just
+// joined asks here for what came before (history visibility applies).
+func (c *conn) history(ctx context.Context, f Frame) (any, *Error) {
+	r, u, e := decodeActing[roomReq](c, f)
+	if e != nil {
+		return nil, e
+	}
+	if c.g.cfg.History == nil {
+		return nil, errf(CodeUnsupported, "", "")
+	}
+	limit := int(r.Limit)
+	if limit <= 0 {
+		limit = 20
+	}
+	evs, err := c.g.cfg.History.Recent(ctx, string(u), r.RoomID, limit)
+	if err != nil {
+		return nil, c.roomsError(err, "/room_id")
+	}
+	if evs == nil {
+		evs = []rooms.ClientEvent{}
+	}
+	return map[string]any{"room_id": r.RoomID, "events": evs}, nil
 }
 
 // mustBeIn checks u's current membership of a room.

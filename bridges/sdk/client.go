@@ -749,6 +749,36 @@ func (c *Client) RoomInfo(ctx context.Context, as string, room RoomID) (*RoomInf
 	return &out, nil
 }
 
+// History returns the latest events (at most limit, 1 to 100; 0 for the
+// hub's default of 20) of a room a bound user may see, oldest first. The
+// live feed carries only what happens while the user is a member: after
+// joining, an app asks here for what came before, as a Matrix client
+// reads /messages. The hub's history visibility applies, so a room that
+// hides its past from newcomers answers only what followed the join.
+// The events have no cursor: they are not acknowledged.
+func (c *Client) History(ctx context.Context, as string, room RoomID, limit int) ([]*Event, error) {
+	req := map[string]any{"type": "history", "user": as, "room_id": room}
+	if limit > 0 {
+		req["limit"] = limit
+	}
+	var out struct {
+		Events []json.RawMessage `json:"events"`
+	}
+	if err := c.do(ctx, req, &out); err != nil {
+		return nil, err
+	}
+	evs := make([]*Event, 0, len(out.Events))
+	for _, raw := range out.Events {
+		var ce clientEvent
+		if err := json.Unmarshal(raw, &ce); err != nil {
+			return nil, fmt.Errorf("sdk: history: %w", err)
+		}
+		evs = append(evs, &Event{RoomID: room, ID: ce.EventID, Type: ce.Type, Sender: ce.Sender, StateKey: ce.StateKey,
+			Content: ce.Content, Timestamp: time.UnixMilli(ce.OriginServerTS), Redacts: ce.Redacts, Raw: raw})
+	}
+	return evs, nil
+}
+
 type eventResult struct {
 	EventID EventID `json:"event_id"`
 }

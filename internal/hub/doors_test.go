@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -238,5 +239,27 @@ func TestBridgeInviteeSeesNoMessages(t *testing.T) {
 	app.rec.waitMessage(t, "said after bob joined")
 	if got := app.rec.messages(); len(got) != 1 {
 		t.Fatalf("the bridge got %q; an invitee must not receive the room's messages", got)
+	}
+	// Once joined, the app reads what came before, as a Matrix client
+	// would in a `shared` room.
+	hist, err := app.History(ctx, bob, sdk.RoomID(room.RoomID), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bodies []string
+	for _, ev := range hist {
+		if m, ok := ev.Message(); ok {
+			bodies = append(bodies, m.Body)
+		}
+	}
+	if !slices.Equal(bodies, []string{"said before bob joined", "said after bob joined"}) {
+		t.Fatalf("history after joining = %q", bodies)
+	}
+	// Carol's app (not in the room) reads nothing of it.
+	if _, err := app.Bind(ctx, hubtest.Localpart("carol")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := app.History(ctx, hubtest.Localpart("carol"), sdk.RoomID(room.RoomID), 10); !errors.Is(err, sdk.ErrForbidden) {
+		t.Fatalf("history for a non-member: %v, want EIMIS_FORBIDDEN", err)
 	}
 }

@@ -461,7 +461,7 @@ func (h *Hub) openBridges() error {
 		Operators: h.Operators, Feeds: h.Bus, Ephemeral: h.Sync, Search: h.searchDirectory,
 		Retention: cfg.NATSStreamMaxAge, Log: h.Log.With("component", "bridges"), Media: bridgeMedia{h.Media},
 		Refusals:  h.Refusals,
-		RateLimit: bridgeLimits{h},
+		RateLimit: bridgeLimits{h}, History: bridgeHistory{h.Sync},
 	}); err != nil {
 		return fmt.Errorf("bridge gateway: %w", err)
 	}
