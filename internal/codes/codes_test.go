@@ -59,3 +59,30 @@ func TestTextIn(t *testing.T) {
 		t.Errorf("a missing French text falls back to English, got %q", got)
 	}
 }
+
+func TestRespError(t *testing.T) {
+	cases := []struct {
+		code, errcode string
+		status        int
+	}{
+		{"EIMIS_NOT_IN_DIRECTORY", "M_FORBIDDEN", http.StatusForbidden},
+		{"EIMIS_RATE_LIMITED", "M_LIMIT_EXCEEDED", http.StatusTooManyRequests},
+		{"EIMIS_UNKNOWN_ROOM", "M_NOT_FOUND", http.StatusNotFound},
+		// Deny when unsure: a code the table lacks is still a refusal.
+		{"EIMIS_NO_SUCH_CODE", "M_FORBIDDEN", http.StatusForbidden},
+	}
+	for _, c := range cases {
+		t.Run(c.code, func(t *testing.T) {
+			e := RespError(c.code, "100% sure")
+			if e.ErrCode != c.errcode || e.StatusCode != c.status || e.Err != "100% sure" || e.ExtraData["eimis_code"] != c.code {
+				t.Fatalf("got %+v", e)
+			}
+		})
+	}
+	// The shared base values are never written to.
+	a := RespError("EIMIS_NOT_IN_DIRECTORY", "a")
+	b := RespError("EIMIS_INACTIVE_PRACTITIONER", "b")
+	if a.ExtraData["eimis_code"] == b.ExtraData["eimis_code"] {
+		t.Fatal("two errors share their extra fields")
+	}
+}
