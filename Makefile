@@ -8,7 +8,7 @@ LISTEN   ?= 127.0.0.1:8008
 SERVER   ?= localhost
 BIN      := bin
 
-.PHONY: all build run demo test test-short vet lint fmt bench fuzz clean
+.PHONY: all build run demo test test-short vet lint fmt generate bench fuzz clean
 
 all: build
 
@@ -41,6 +41,11 @@ lint: vet
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
+
+## generate: regenerate the code tables and docs/refusal-codes.md from
+## schemas/codes.json (a test fails when they are stale)
+generate:
+	$(GO) generate ./...
 
 ## bench: Go micro-benchmarks (the load generator is cmd/eimis-bench)
 bench:

@@ -94,20 +94,6 @@ var frameActions = map[string]string{
 	"read_receipt": "receipt.send", "typing": "typing.send", "directory_search": "directory.search", "upload": "media.upload",
 }
 
-// notRefusals are the codes that answer malformed or untimely input, or a
-// failure of the hub, rather than a decision against the bridge or its
-// user: they are not audited. Every other code (the trust space's, the
-// allow-list's, consent, not bound, forbidden by the room, rate limits, and
-// any code added later) is a refusal and takes the hub's refusal path.
-var notRefusals = map[string]bool{
-	string(CodeBadFrame): true, string(CodeInvalidField): true, string(CodeUnknownType): true,
-	string(CodeUnsupportedVersion): true, string(CodeFrameTooLarge): true, string(CodeHelloRequired): true,
-	string(CodeDuplicateHello): true, string(CodeUnknownRoom): true, string(CodeUnknownEvent): true,
-	string(CodeEventTooLarge): true, string(CodeBadEvent): true, string(CodeBadCursor): true,
-	string(CodeUnsupported): true, string(CodeSlowConsumer): true, string(CodeReplaced): true,
-	string(CodeShuttingDown): true, string(CodeUnavailable): true, string(CodeInternal): true,
-}
-
 // refused records a refused request on the hub's refusal path: who it
 // acted for, in which room, about whom. Metadata only: the frame's text
 // fields are never read here.

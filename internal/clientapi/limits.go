@@ -8,6 +8,7 @@ import (
 
 	"maunium.net/go/mautrix"
 
+	"github.com/eimis-hub/eimis/internal/codes"
 	"github.com/eimis-hub/eimis/internal/door"
 	"github.com/eimis-hub/eimis/internal/httpapi"
 	"github.com/eimis-hub/eimis/internal/identity"
@@ -25,9 +26,8 @@ func (a *API) SetLimits(l *ratelimit.Limits) { a.limits = l }
 func LimitExceeded(retry time.Duration) mautrix.RespError {
 	ms := max(1, (retry+time.Millisecond-1)/time.Millisecond)
 	secs := max(1, (retry+time.Second-1)/time.Second)
-	return mautrix.MLimitExceeded.WithMessage("Too many requests, retry in %d ms", int64(ms)).
+	return codes.RespError(string(policy.RateLimited), "Too many requests, retry in "+strconv.FormatInt(int64(ms), 10)+" ms").
 		WithExtraField("retry_after_ms", int64(ms)).
-		WithExtraField("eimis_code", string(policy.RateLimited)).
 		WithExtraHeader("Retry-After", strconv.FormatInt(int64(secs), 10))
 }
 

@@ -8,6 +8,7 @@ import (
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/eimis-hub/eimis/internal/codes"
 	"github.com/eimis-hub/eimis/internal/directory"
 	"github.com/eimis-hub/eimis/internal/door"
 	"github.com/eimis-hub/eimis/internal/httpapi"
@@ -60,10 +61,11 @@ type Trust struct {
 // SetTrust installs the trust space; call before serving.
 func (a *API) SetTrust(t Trust) { a.trust = t }
 
-// forbidden turns a policy refusal into M_FORBIDDEN carrying the stable
+// forbidden turns a policy refusal into the Matrix error the code table
+// gives it (M_FORBIDDEN for the trust space's codes) carrying the stable
 // code beside the human reason, so clients and bridges can branch on it.
 func forbidden(ref *policy.Refusal) mautrix.RespError {
-	return mautrix.MForbidden.WithMessage("%s", ref.Error()).WithExtraField("eimis_code", string(ref.Code))
+	return codes.RespError(string(ref.Code), ref.Error())
 }
 
 // audit records a decision, with the request's ID and door. A refusal

@@ -8,6 +8,7 @@ import (
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/eimis-hub/eimis/internal/codes"
 	"github.com/eimis-hub/eimis/internal/directory"
 	"github.com/eimis-hub/eimis/internal/door"
 	"github.com/eimis-hub/eimis/internal/httpapi"
@@ -115,9 +116,8 @@ func (a *API) practitioner(h func(w http.ResponseWriter, r *http.Request, u id.U
 			_, _, err = directory.ParseIDNat(lp)
 		}
 		if err != nil || hs != a.serverName {
-			writeErr(w, mautrix.MForbidden.WithStatus(http.StatusForbidden).
-				WithMessage("%s is not a practitioner's own account: only practitioners consent to apps acting for them", u).
-				WithExtraField("eimis_code", string(policy.NotAPractitionerID)))
+			writeErr(w, codes.RespError(string(policy.NotAPractitionerID),
+				string(u)+" is not a practitioner's own account: only practitioners consent to apps acting for them"))
 			return
 		}
 		h(w, r, u)
@@ -186,8 +186,7 @@ func (a *API) approve(w http.ResponseWriter, r *http.Request, u id.UserID) {
 	}
 	g, err := a.svc.Approve(r.Context(), u, d)
 	if ref, ok := policy.AsRefusal(err); ok {
-		writeErr(w, mautrix.MForbidden.WithStatus(http.StatusForbidden).WithMessage("%s", ref.Error()).
-			WithExtraField("eimis_code", string(ref.Code)))
+		writeErr(w, codes.RespError(string(ref.Code), ref.Error()))
 		return
 	}
 	if errors.Is(err, ErrUnknownApp) {

@@ -91,9 +91,9 @@ func From(ctx context.Context) Door {
 }
 
 // Refusal is one refused request, at any door: metadata only, never
-// content. Code is a stable code from one of the hub's code tables
-// (internal/policy/codes.go for the trust space, consent and rate limits;
-// bridges/gateway/codes.go for the Bridge Protocol), never free text.
+// content. Code is a stable code of the hub's one code table
+// (schemas/codes.json, generated into internal/codes, internal/policy,
+// internal/operators and bridges/gateway), never free text.
 type Refusal struct {
 	Door   Door
 	Code   string
