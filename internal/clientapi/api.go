@@ -221,6 +221,14 @@ func (a *API) roomsErr(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	switch {
 	case errors.Is(err, rooms.ErrForbidden):
+		// The room's own rules (power levels, membership): a refusal like
+		// the trust space's, counted and audited on the same path, as the
+		// Bridge Protocol does with EIMIS_FORBIDDEN.
+		roomID := r.PathValue("roomId")
+		if roomID == "" {
+			roomID = r.PathValue("roomIdOrAlias")
+		}
+		a.refuse(r.Context(), door.Refusal{Code: string(policy.RoomRules), Actor: actorOf(r), Action: actionOf(r), RoomID: roomID})
 		writeErr(w, mautrix.MForbidden.WithMessage("%s", strings.TrimPrefix(err.Error(), "forbidden: ")))
 	case errors.Is(err, rooms.ErrTooLarge):
 		writeErr(w, mautrix.MTooLarge.WithMessage("%s", err.Error()))

@@ -227,8 +227,9 @@ var table = [...]Info{
 	},
 	{
 		Code: "EIMIS_FORBIDDEN", Group: "protocol", HTTPStatus: 403, Errcode: "M_FORBIDDEN", Refusal: true,
-		Message:     Text{EN: "forbidden by the room's rules", FR: "interdit par les règles du salon"},
-		Description: "The room's rules refuse the action (not a member, no power, not the author of the message being edited…).",
+		Message:       Text{EN: "%s: forbidden by the room's rules", FR: "%s : interdit par les règles du salon"},
+		BridgeMessage: Text{EN: "forbidden by the room's rules", FR: "interdit par les règles du salon"},
+		Description:   "The room's rules refuse the action (not a member, no power, not the author of the message being edited…).",
 	},
 	{
 		Code: "EIMIS_UNKNOWN_ROOM", Group: "protocol", HTTPStatus: 404, Errcode: "M_NOT_FOUND", Refusal: false,

@@ -83,8 +83,15 @@ func TestRefusalsTakeOnePath(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// Client-Server API: the room's own rules (carol is not a member: she
+	// may not send).
+	carol := h.NewUser(t, "carol")
+	if _, err := carol.SendText(ctx, room.RoomID, "not a member"); err == nil {
+		t.Fatal("a non-member could send")
+	}
 	for _, c := range []struct{ code, door string }{
 		{"EIMIS_NOT_IN_DIRECTORY", "client"}, {"EIMIS_NOT_BOUND", "bridge"}, {"EIMIS_NOT_A_SERVER_ADMIN", "admin"},
+		{"EIMIS_FORBIDDEN", "client"},
 	} {
 		if n := refusalCount(t, h, c.code, c.door); n != 1 {
 			t.Errorf("eimis_policy_refusals_total{code=%q,door=%q} = %d, want 1", c.code, c.door, n)

@@ -88,6 +88,9 @@ const (
 	// BindingRevoked: The practitioner (from their own session) or an
 	// operator revoked the app's binding; comes in user_revoked.
 	BindingRevoked Code = "EIMIS_BINDING_REVOKED"
+	// RoomRules: The room's rules refuse the action (not a member, no
+	// power, not the author of the message being edited…).
+	RoomRules Code = "EIMIS_FORBIDDEN"
 )
 
 // messages are the English texts; %s is the subject (an idNat or user ID).
@@ -119,4 +122,5 @@ var messages = map[Code]string{
 	PSCProofRequired:     "this hub binds %s only with a Pro Santé Connect proof (psc_proof)",
 	PSCProofInvalid:      "the Pro Santé Connect proof for %s was refused",
 	BindingRevoked:       "the binding of %s to this app was revoked",
+	RoomRules:            "%s: forbidden by the room's rules",
 }
