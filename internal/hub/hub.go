@@ -202,7 +202,7 @@ func (h *Hub) openCore(ctx, runCtx context.Context) error {
 func (h *Hub) openAudit(_, runCtx context.Context) error {
 	cfg, log := h.Config, h.Log
 	instance, _ := os.Hostname()
-	h.Audit = audit.New(h.Store, log.With("component", "audit"), instance+" "+cfg.Listen)
+	h.Audit = audit.New(h.Store, log, instance+" "+cfg.Listen)
 	go func() {
 		// The accepted-event stream is audited by durable consumers, so an
 		// instance that was down catches up; a bus failure is retried.
@@ -379,7 +379,7 @@ func (h *Hub) openAnnouncements(_, runCtx context.Context) error {
 // are checked against, and watches it.
 func (h *Hub) openOperators(ctx, runCtx context.Context) error {
 	log := h.Log
-	h.Operators = operators.New(h.Store, log.With("component", "operators"))
+	h.Operators = operators.New(h.Store, log)
 	h.Operators.SetOwnServerNames(h.Config.ServerName)
 	if err := h.Operators.Load(ctx); err != nil {
 		return fmt.Errorf("operators: %w", err)
@@ -476,7 +476,7 @@ func (h *Hub) handler(api *clientapi.API) http.Handler {
 	cfg, log := h.Config, h.Log
 	mux := api.Handler()
 	h.Media.Register(mux, h.mediaAuth(api))
-	admin := adminapi.New(h.Operators, api, log.With("component", "adminapi"))
+	admin := adminapi.New(h.Operators, api, log)
 	admin.SetBindings(h.Consent)
 	admin.Register(mux)
 	consent.NewAPI(h.Consent, api, cfg.ServerName, log.With("component", "consent")).Register(mux)
