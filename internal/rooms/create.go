@@ -124,7 +124,7 @@ func (s *Server) CreateRoom(ctx context.Context, req CreateRequest) (*Result, er
 			}
 			rs.group = after
 			evs[i].StateBefore, evs[i].StateAfter = before, after
-			pos, err := b.tx.InsertEvent(b.ctx, store.NewEvent{Event: evs[i], PrevEvents: eventIDs(pdus[i].PrevEvents)})
+			pos, err := b.tx.InsertEvent(b.ctx, store.NewEvent{Event: evs[i], PrevEvents: eventIDs(pdus[i].PrevEvents), Local: true})
 			if err != nil {
 				return nil, err
 			}

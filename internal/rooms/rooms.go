@@ -543,7 +543,7 @@ func (b *batch) appendEvent(rs *roomState, req Submit) (id.EventID, error) {
 		Sender: string(p.Sender), Depth: p.Depth, OriginTS: p.OriginServerTS, JSON: raw,
 		Membership: membershipOf(p), Door: req.Door.String(), StateBefore: before, StateAfter: after,
 	}
-	pos, err := b.tx.InsertEvent(b.ctx, store.NewEvent{Event: ev, Txn: req.Txn, PrevEvents: eventIDs(p.PrevEvents)})
+	pos, err := b.tx.InsertEvent(b.ctx, store.NewEvent{Event: ev, Txn: req.Txn, PrevEvents: eventIDs(p.PrevEvents), Local: true})
 	if err != nil {
 		return "", err
 	}

@@ -102,6 +102,13 @@ type NewEvent struct {
 	// position, so no /sync token covers it and it never wakes /sync, has
 	// no outbox row, and changes neither the extremities nor current state.
 	Historical bool
+	// Local marks an event this hub built on top of its stored forward
+	// extremities: no stored event can name it as a prev_event, so the
+	// store records no DAG edges for it (the send path's cost). Events
+	// from elsewhere record theirs, which is what "does a stored event
+	// already reference this one?" needs: only they can arrive after a
+	// child.
+	Local bool
 }
 
 // Live reports whether e takes a live stream position: an event in the

@@ -601,7 +601,7 @@ func queueEvents(b *pgx.Batch, evs []pendingEvent) {
 		pos[i], ids[i], rooms[i], types[i], stateKeys[i] = e.pos, e.EventID, e.RoomID, e.Type, e.StateKey
 		senders[i], depths[i], ts[i], members[i], jsons[i], doors[i] = e.Sender, e.Depth, e.OriginTS, e.Membership, e.JSON, e.Door
 		flags[i], befores[i], afters[i] = int64(e.Flags), e.StateBefore, e.StateAfter
-		if e.Flags == 0 {
+		if e.Flags == 0 && !e.Local {
 			for _, prev := range e.PrevEvents {
 				edgePrev, edgeEvent = append(edgePrev, prev), append(edgeEvent, e.EventID)
 			}
@@ -631,25 +631,32 @@ func queueEvents(b *pgx.Batch, evs []pendingEvent) {
 		return
 	}
 
-	// Extremities: every live event joins them unless a stored event names
-	// it as a prev_event (the edges, inserted above, include this batch's),
-	// then every live event's prev_events leave them.
+	// Extremities, in one statement: this flush's live events' prev_events
+	// leave them, and every live event joins them unless an event of this
+	// flush or a stored one (the edges, inserted above) names it as a
+	// prev_event.
+	named := map[string]bool{}
 	var xRoom, xEvent, pRoom, pEvent []string
 	var xDepth []int64
 	for _, i := range liveIdx {
-		xRoom, xEvent, xDepth = append(xRoom, rooms[i]), append(xEvent, ids[i]), append(xDepth, depths[i])
 		for _, prev := range evs[i].PrevEvents {
+			named[prev] = true
 			pRoom, pEvent = append(pRoom, rooms[i]), append(pEvent, prev)
 		}
 	}
-	b.Queue(`INSERT INTO room_extremities (room_id, event_id, depth)
+	for _, i := range liveIdx {
+		if !named[ids[i]] {
+			xRoom, xEvent, xDepth = append(xRoom, rooms[i]), append(xEvent, ids[i]), append(xDepth, depths[i])
+		}
+	}
+	b.Queue(`WITH gone AS (
+			DELETE FROM room_extremities x USING unnest($4::text[], $5::text[]) AS p (r, e)
+			WHERE x.room_id = p.r AND x.event_id = p.e
+		)
+		INSERT INTO room_extremities (room_id, event_id, depth)
 		SELECT x.r, x.e, x.d FROM unnest($1::text[], $2::text[], $3::bigint[]) AS x (r, e, d)
 		WHERE NOT EXISTS (SELECT 1 FROM event_edges WHERE prev_event_id = x.e)
-		ON CONFLICT DO NOTHING`, xRoom, xEvent, xDepth)
-	if len(pRoom) > 0 {
-		b.Queue(`DELETE FROM room_extremities x USING unnest($1::text[], $2::text[]) AS p (r, e)
-			WHERE x.room_id = p.r AND x.event_id = p.e`, pRoom, pEvent)
-	}
+		ON CONFLICT DO NOTHING`, xRoom, xEvent, xDepth, pRoom, pEvent)
 
 	var hRoom, hEvent []string
 	var hDepth, hGroup []int64

@@ -97,7 +97,7 @@ func (t *eventTx) NewStateGroup(ctx context.Context, roomID string, prev int64, 
 	if err != nil {
 		return 0, fmt.Errorf("sqlite: new state group: %w", err)
 	}
-	st := t.tx.StmtContext(ctx, t.s.insertGroupEntry)
+	st := t.stmt(ctx, t.s.insertGroupEntry)
 	for k, ev := range delta {
 		if ev == "" && prev == 0 {
 			continue

@@ -48,7 +48,8 @@ type Store struct {
 	streamMu sync.Mutex
 
 	insertEvent, updateRoom, upsertState, insertTxn, insertOutbox *sql.Stmt
-	insertEdge, dropExtremity, addExtremity, insertGroupEntry     *sql.Stmt
+	insertEdge, dropExtremity, addExtremity, moveExtremity        *sql.Stmt
+	insertGroupEntry                                              *sql.Stmt
 	// The room server's once-per-batch look-ups, also prepared: parsing
 	// them cost more than running them.
 	txnEvents, getRooms *sql.Stmt
@@ -142,6 +143,8 @@ func (s *Store) prepare(ctx context.Context) error {
 		{&s.dropExtremity, `DELETE FROM room_extremities WHERE room_id = ? AND event_id = ?`},
 		{&s.addExtremity, `INSERT OR IGNORE INTO room_extremities (room_id, event_id, depth)
 			SELECT ?1, ?2, ?3 WHERE NOT EXISTS (SELECT 1 FROM event_edges WHERE prev_event_id = ?2)`},
+		{&s.moveExtremity, `UPDATE room_extremities SET event_id = ?1, depth = ?2
+			WHERE room_id = ?3 AND event_id = ?4 AND NOT EXISTS (SELECT 1 FROM event_edges WHERE prev_event_id = ?1)`},
 		{&s.insertGroupEntry, `INSERT INTO state_group_entries (group_id, type, state_key, event_id) VALUES (?, ?, ?, ?)`},
 		{&s.upsertState, `INSERT INTO current_state (room_id, type, state_key, pos, event_id, membership)
 			VALUES (?, ?, ?, ?, ?, ?)
@@ -179,7 +182,7 @@ func (s *Store) Ping(ctx context.Context) error {
 func (s *Store) Close() error {
 	var errs []error
 	for _, st := range []*sql.Stmt{s.insertEvent, s.updateRoom, s.upsertState, s.insertTxn, s.insertOutbox, s.txnEvents, s.getRooms,
-		s.insertEdge, s.dropExtremity, s.addExtremity, s.insertGroupEntry} {
+		s.insertEdge, s.dropExtremity, s.addExtremity, s.moveExtremity, s.insertGroupEntry} {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}
@@ -479,6 +482,22 @@ type eventTx struct {
 	lastMember int64 // position of the last membership event, 0 if none
 	low        int64 // last negative position handed out; 0 if none
 	err        error // first InsertEvent failure; poisons the transaction
+	// stmts are the prepared statements bound to tx, bound once per
+	// transaction rather than once per use.
+	stmts map[*sql.Stmt]*sql.Stmt
+}
+
+// stmt returns the prepared statement s bound to the transaction.
+func (t *eventTx) stmt(ctx context.Context, s *sql.Stmt) *sql.Stmt {
+	if st, ok := t.stmts[s]; ok {
+		return st
+	}
+	if t.stmts == nil {
+		t.stmts = map[*sql.Stmt]*sql.Stmt{}
+	}
+	st := t.tx.StmtContext(ctx, s)
+	t.stmts[s] = st
+	return st
 }
 
 func (t *eventTx) GetRoom(ctx context.Context, roomID string) (*store.Room, error) {
@@ -614,7 +633,7 @@ func (t *eventTx) insertEvent(ctx context.Context, e store.NewEvent) (int64, err
 		t.last = head
 	}
 	pos := t.last + 1
-	st := func(s *sql.Stmt) *sql.Stmt { return t.tx.StmtContext(ctx, s) }
+	st := func(s *sql.Stmt) *sql.Stmt { return t.stmt(ctx, s) }
 	if _, err := st(t.s.insertEvent).ExecContext(ctx, pos, e.EventID, e.RoomID, e.Type, e.StateKey, e.Sender,
 		e.Depth, e.OriginTS, e.Membership, []byte(e.JSON), e.Door, e.Flags, e.StateBefore, e.StateAfter); err != nil {
 		if isConstraint(err, sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY) {
@@ -629,12 +648,7 @@ func (t *eventTx) insertEvent(ctx context.Context, e store.NewEvent) (int64, err
 	if err := t.insertEdges(ctx, e); err != nil {
 		return 0, err
 	}
-	for _, prev := range e.PrevEvents {
-		if _, err := st(t.s.dropExtremity).ExecContext(ctx, e.RoomID, prev); err != nil {
-			return 0, err
-		}
-	}
-	if _, err := st(t.s.addExtremity).ExecContext(ctx, e.RoomID, e.EventID, e.Depth); err != nil {
+	if err := t.updateExtremities(ctx, e); err != nil {
 		return 0, err
 	}
 	if _, err := st(t.s.updateRoom).ExecContext(ctx, e.EventID, e.Depth, e.StateAfter, e.RoomID); err != nil {
@@ -662,11 +676,44 @@ func (t *eventTx) insertEvent(ctx context.Context, e store.NewEvent) (int64, err
 	return pos, nil
 }
 
+// updateExtremities takes a live event's prev_events out of the forward
+// extremities and puts the event in, unless a stored event names it as a
+// prev_event. The common case (one prev_event, the room's extremity) is
+// one UPDATE.
+func (t *eventTx) updateExtremities(ctx context.Context, e store.NewEvent) error {
+	moved := false
+	if len(e.PrevEvents) > 0 {
+		res, err := t.stmt(ctx, t.s.moveExtremity).ExecContext(ctx, e.EventID, e.Depth, e.RoomID, e.PrevEvents[0])
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return err
+		}
+		moved = n == 1
+	}
+	for i, prev := range e.PrevEvents {
+		if i == 0 && moved {
+			continue
+		}
+		if _, err := t.stmt(ctx, t.s.dropExtremity).ExecContext(ctx, e.RoomID, prev); err != nil {
+			return err
+		}
+	}
+	if !moved {
+		if _, err := t.stmt(ctx, t.s.addExtremity).ExecContext(ctx, e.RoomID, e.EventID, e.Depth); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (t *eventTx) insertEdges(ctx context.Context, e store.NewEvent) error {
-	if e.Flags != 0 {
+	if e.Flags != 0 || e.Local {
 		return nil
 	}
-	st := t.tx.StmtContext(ctx, t.s.insertEdge)
+	st := t.stmt(ctx, t.s.insertEdge)
 	for _, prev := range e.PrevEvents {
 		if _, err := st.ExecContext(ctx, prev, e.EventID); err != nil {
 			return err
@@ -687,7 +734,7 @@ func (t *eventTx) insertPast(ctx context.Context, e store.NewEvent) (int64, erro
 		}
 	}
 	pos := t.low - 1
-	if _, err := t.tx.StmtContext(ctx, t.s.insertEvent).ExecContext(ctx, pos, e.EventID, e.RoomID, e.Type, e.StateKey, e.Sender,
+	if _, err := t.stmt(ctx, t.s.insertEvent).ExecContext(ctx, pos, e.EventID, e.RoomID, e.Type, e.StateKey, e.Sender,
 		e.Depth, e.OriginTS, e.Membership, []byte(e.JSON), e.Door, e.Flags, e.StateBefore, e.StateAfter); err != nil {
 		if isConstraint(err, sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY) {
 			return 0, fmt.Errorf("room %q: %w", e.RoomID, store.ErrNotFound)

@@ -95,29 +95,47 @@ func testDAGExtremities(t *testing.T, s store.Store) {
 
 // In one transaction (Postgres buffers the rows), a chain and a fork come
 // out as if inserted one by one.
+// Local events (no edges recorded) come out the same.
 func testDAGExtremitiesInOneBatch(t *testing.T, s store.Store) {
-	const room = "!dagb:hub"
+	for _, local := range []bool{false, true} {
+		room := "!dagb:hub"
+		if local {
+			room = "!dagl:hub"
+		}
+		testExtremitiesInOneBatch(t, s, room, local)
+	}
+}
+
+func testExtremitiesInOneBatch(t *testing.T, s store.Store, room string, local bool) {
 	createRoom(t, s, room)
+	e := func(id string, depth int64, prev ...string) store.NewEvent {
+		ev := dagEv(room, id+room, depth, prev...)
+		for i := range ev.PrevEvents {
+			ev.PrevEvents[i] += room
+		}
+		ev.Local = local
+		return ev
+	}
 	insert(t, s,
-		dagEv(room, "$a", 1),
-		dagEv(room, "$b", 2, "$a"),
-		dagEv(room, "$c", 3, "$b"),
-		dagEv(room, "$x", 3, "$b"),
-		dagEv(room, "$d", 4, "$c"),
+		e("$a", 1),
+		e("$b", 2, "$a"),
+		e("$c", 3, "$b"),
+		e("$x", 3, "$b"),
+		e("$d", 4, "$c"),
 	)
-	if got := extremityIDs(t, s, room); !slices.Equal(got, []string{"$d", "$x"}) {
-		t.Errorf("extremities = %v, want [$d $x]", got)
+	if got := extremityIDs(t, s, room); !slices.Equal(got, []string{"$d" + room, "$x" + room}) {
+		t.Errorf("local=%v: extremities = %v, want [$d $x]", local, got)
 	}
 	err := s.WriteEvents(t.Context(), func(tx store.EventTx) error {
-		if _, err := tx.InsertEvent(t.Context(), dagEv(room, "$m", 5, "$d", "$x")); err != nil {
+		if _, err := tx.InsertEvent(t.Context(), e("$m", 5, "$d", "$x")); err != nil {
 			return err
 		}
 		xs, err := tx.Extremities(t.Context(), room) // sees its own write
 		if err != nil {
 			return err
 		}
-		if len(xs) != 1 || xs[0] != (store.Extremity{EventID: "$m", Depth: 5}) {
-			t.Errorf("in-transaction extremities = %v, want [$m/5]", xs)
+		if len(xs) != 1 || xs[0] != (store.Extremity{EventID: "$m" + room, Depth: 5}) {
+			t.Errorf("local=%v: in-transaction extremities = %v, want [$m/5]", local, xs)
 		}
 		return nil
 	})
