@@ -82,7 +82,23 @@ type DAGTx interface {
 type DAGReader interface {
 	Extremities(ctx context.Context, roomID string) ([]Extremity, error)
 	StateGroup(ctx context.Context, group int64) (StateMap, error)
+	// RoomEventsTopo returns up to limit (0: no limit) of the room's
+	// servable events (no flag; historical ones included) strictly after
+	// from (Forward, ascending) or strictly before it (Backward,
+	// descending) in topological order: depth, then position.
+	// Only events with minPos <= pos <= maxPos are read: a reader that
+	// checks history visibility by stream position bounds the scan to
+	// the positions it may see.
+	RoomEventsTopo(ctx context.Context, roomID string, from TopoPos, limit int, dir Direction, minPos, maxPos int64) ([]Event, error)
 }
+
+// TopoPos is a place in a room's topological order.
+type TopoPos struct {
+	Depth, Pos int64
+}
+
+// Topo is e's place in its room's topological order.
+func (e Event) Topo() TopoPos { return TopoPos{Depth: e.Depth, Pos: e.Pos} }
 
 // ApplyDelta returns base with delta applied ("" removes a key); base is
 // not modified.

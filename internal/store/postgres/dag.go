@@ -179,3 +179,17 @@ func (t *eventTx) EventsByIDAny(ctx context.Context, ids []string) ([]store.Even
 	return queryEvents(ctx, t.tx, "events by id",
 		`SELECT `+eventCols+` FROM events e WHERE e.event_id = ANY($1) ORDER BY e.pos`, ids)
 }
+
+func (s *Store) RoomEventsTopo(ctx context.Context, roomID string, from store.TopoPos, limit int, dir store.Direction, minPos, maxPos int64) ([]store.Event, error) {
+	cmp, order := ">", "ASC"
+	if dir == store.Backward {
+		cmp, order = "<", "DESC"
+	}
+	var lim any // NULL: no limit
+	if limit > 0 {
+		lim = int64(limit)
+	}
+	return queryEvents(ctx, s.pool, "room events by topology", `SELECT `+eventCols+` FROM events e
+		WHERE e.room_id = $1 AND e.flags = 0 AND (e.depth, e.pos) `+cmp+` ($2, $3) AND e.pos BETWEEN $5 AND $6
+		ORDER BY e.depth `+order+`, e.pos `+order+` LIMIT $4`, roomID, from.Depth, from.Pos, lim, minPos, maxPos)
+}

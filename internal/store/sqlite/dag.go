@@ -171,3 +171,16 @@ func (t *eventTx) EventsByIDAny(ctx context.Context, ids []string) ([]store.Even
 	return queryEvents(ctx, t.tx, "events by id", `SELECT `+eventCols+` FROM events e
 		WHERE e.event_id IN (SELECT value FROM json_each(?)) ORDER BY e.pos`, list)
 }
+
+func (s *Store) RoomEventsTopo(ctx context.Context, roomID string, from store.TopoPos, limit int, dir store.Direction, minPos, maxPos int64) ([]store.Event, error) {
+	cmp, order := ">", "ASC"
+	if dir == store.Backward {
+		cmp, order = "<", "DESC"
+	}
+	if limit <= 0 {
+		limit = -1 // SQLite: no limit
+	}
+	return queryEvents(ctx, s.rq, "room events by topology", `SELECT `+eventCols+` FROM events e
+		WHERE e.room_id = ? AND e.flags = 0 AND (e.depth, e.pos) `+cmp+` (?, ?) AND e.pos BETWEEN ? AND ?
+		ORDER BY e.depth `+order+`, e.pos `+order+` LIMIT ?`, roomID, from.Depth, from.Pos, minPos, maxPos, limit)
+}

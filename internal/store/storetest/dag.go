@@ -3,6 +3,7 @@ package storetest
 import (
 	"errors"
 	"maps"
+	"math"
 	"slices"
 	"testing"
 
@@ -19,6 +20,7 @@ var dagTests = []struct {
 	{"DAGStateGroupSnapshots", testDAGStateGroupSnapshots},
 	{"DAGSetCurrentState", testDAGSetCurrentState},
 	{"DAGEventsNotLive", testDAGEventsNotLive},
+	{"DAGTopologicalOrder", testDAGTopologicalOrder},
 }
 
 // dagEv is ev with prev_events.
@@ -416,5 +418,67 @@ func testDAGEventsNotLive(t *testing.T, s store.Store) {
 	p := insert(t, s, dagEv(room, "$m2", 3, "$m1"))
 	if p[0] != heads.Pos+1 {
 		t.Errorf("next live position = %d, want %d", p[0], heads.Pos+1)
+	}
+}
+
+// Topological order: depth, then position; historical events (negative
+// positions) take their place by depth; flagged events never appear. An
+// event that arrives late into the past does not move the stream.
+func testDAGTopologicalOrder(t *testing.T, s store.Store) {
+	const room = "!topo:hub"
+	createRoom(t, s, room)
+	insert(t, s, dagEv(room, "$1", 1), dagEv(room, "$2", 2, "$1"), dagEv(room, "$3a", 3, "$2"))
+	insert(t, s, dagEv(room, "$3b", 3, "$2"), dagEv(room, "$4", 4, "$3a", "$3b"))
+	heads0, err := s.StreamHeads(t.Context())
+	must(t, "StreamHeads", err)
+	// Backfilled history at depth 2 and 3, a soft-failed event at 4.
+	old2 := dagEv(room, "$old2", 2, "$1")
+	old2.Historical = true
+	old3 := dagEv(room, "$old3", 3, "$old2")
+	old3.Historical = true
+	sf := dagEv(room, "$sf", 4, "$3a")
+	sf.Flags = store.FlagSoftFailed
+	insert(t, s, old2, old3, sf)
+	heads, err := s.StreamHeads(t.Context())
+	must(t, "StreamHeads", err)
+	if heads != heads0 {
+		t.Errorf("late history moved the stream: %+v -> %+v", heads0, heads)
+	}
+	live, err := s.RoomEvents(t.Context(), room, 0, heads.Pos, 0, store.Forward)
+	must(t, "RoomEvents", err)
+	if got := ids(live); !slices.Equal(got, []string{"$1", "$2", "$3a", "$3b", "$4"}) {
+		t.Errorf("stream order = %v", got)
+	}
+	all, err := s.RoomEventsTopo(t.Context(), room, store.TopoPos{Depth: 0, Pos: 0}, 0, store.Forward, math.MinInt64, math.MaxInt64)
+	must(t, "RoomEventsTopo", err)
+	// Depth 2: $old2 (negative position) before $2; depth 3 likewise.
+	want := []string{"$1", "$old2", "$2", "$old3", "$3a", "$3b", "$4"}
+	if got := ids(all); !slices.Equal(got, want) {
+		t.Fatalf("topological order = %v, want %v", got, want)
+	}
+	for _, c := range []struct {
+		from  store.TopoPos
+		limit int
+		dir   store.Direction
+		want  []string
+	}{
+		{all[6].Topo(), 0, store.Backward, []string{"$3b", "$3a", "$old3", "$2", "$old2", "$1"}},
+		{all[6].Topo(), 2, store.Backward, []string{"$3b", "$3a"}},
+		{all[3].Topo(), 10, store.Backward, []string{"$2", "$old2", "$1"}},
+		{all[2].Topo(), 2, store.Forward, []string{"$old3", "$3a"}},
+		{all[6].Topo(), 5, store.Forward, nil},
+		{store.TopoPos{Depth: 1 << 53, Pos: 0}, 1, store.Backward, []string{"$4"}},
+	} {
+		got, err := s.RoomEventsTopo(t.Context(), room, c.from, c.limit, c.dir, math.MinInt64, math.MaxInt64)
+		must(t, "RoomEventsTopo", err)
+		if !slices.Equal(ids(got), c.want) {
+			t.Errorf("RoomEventsTopo(%+v, %d, %v) = %v, want %v", c.from, c.limit, c.dir, ids(got), c.want)
+		}
+	}
+	// Bounded by position: only live events between $2 and $4.
+	got, err := s.RoomEventsTopo(t.Context(), room, store.TopoPos{}, 0, store.Forward, live[1].Pos, live[3].Pos)
+	must(t, "RoomEventsTopo", err)
+	if !slices.Equal(ids(got), []string{"$2", "$3a", "$3b"}) {
+		t.Errorf("RoomEventsTopo within positions = %v", ids(got))
 	}
 }
