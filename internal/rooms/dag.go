@@ -137,7 +137,7 @@ func (b *batch) authorize(version id.RoomVersion, p *pdu.PDU, state store.StateM
 		}
 		return out, nil
 	}
-	return eventauth.Authorize(version, p, auth, get, b.s.cfg.getKey)
+	return eventauth.Authorize(version, p, auth, get, b.s.getKey)
 }
 
 func toIDs(ss []string) []id.EventID {
@@ -185,7 +185,7 @@ func (b *batch) placeEvent(rs *roomState, p *pdu.PDU, evID id.EventID, raw []byt
 	ev := store.Event{
 		EventID: string(evID), RoomID: roomID, Type: p.Type, StateKey: p.StateKey,
 		Sender: string(p.Sender), Depth: p.Depth, OriginTS: p.OriginServerTS, JSON: raw,
-		Membership: membershipOf(p), Door: "federation",
+		Membership: membershipOf(p), Door: inboundDoor,
 	}
 	ne := store.NewEvent{Event: ev, PrevEvents: eventIDs(p.PrevEvents)}
 	if err := b.authorize(rs.version, p, before); err != nil {

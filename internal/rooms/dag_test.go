@@ -141,6 +141,13 @@ func newDAGHarness(t *testing.T, dialect string) *dagHarness {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Set before any request reaches the writer (the channel send orders it).
+	s.cfg.RemoteKeys = func(server string, keyID id.KeyID, _ time.Time) (id.SigningKey, time.Time, error) {
+		if server == "remote.test" && string(keyID) == remote.ID {
+			return id.SigningKey(remote.PublicBase64()), time.Now().Add(time.Hour), nil
+		}
+		return "", time.Time{}, nil
+	}
 	return &dagHarness{t: t, s: s, st: st, room: res.RoomID, remote: remote}
 }
 

@@ -73,6 +73,9 @@ type Config struct {
 	OnAccepted AcceptedHook
 	// Gate, when set, admits or refuses every event (the trust space).
 	Gate Gate
+	// RemoteKeys looks up other servers' signing keys for Receive; nil
+	// refuses every remote event.
+	RemoteKeys KeyFunc
 }
 
 // SupportedVersions are the room versions this hub creates and serves.

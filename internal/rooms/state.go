@@ -213,6 +213,14 @@ func (c Config) getKey(serverName string, keyID id.KeyID, _ time.Time) (id.Signi
 	return "", time.Time{}, nil
 }
 
+// getKey serves this hub's key and, through RemoteKeys, other servers'.
+func (s *Server) getKey(serverName string, keyID id.KeyID, minValidUntil time.Time) (id.SigningKey, time.Time, error) {
+	if serverName == s.cfg.ServerName || s.cfg.RemoteKeys == nil {
+		return s.cfg.getKey(serverName, keyID, minValidUntil)
+	}
+	return s.cfg.RemoteKeys(serverName, keyID, minValidUntil)
+}
+
 // apply advances the room past an accepted event that extends the current
 // state: its prev_events leave the extremities and it joins them.
 func (rs *roomState) apply(p *pdu.PDU, evID id.EventID) {
