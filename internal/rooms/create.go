@@ -117,6 +117,8 @@ func (s *Server) CreateRoom(ctx context.Context, req CreateRequest) (*Result, er
 		} else if err != nil {
 			return nil, err
 		}
+		// The state groups first, then the events: on Postgres, inserts
+		// are buffered and a group written between two would flush them.
 		for i := range evs {
 			before, after, err := b.stateGroups(rs, pdus[i], id.EventID(evs[i].EventID))
 			if err != nil {
@@ -124,6 +126,8 @@ func (s *Server) CreateRoom(ctx context.Context, req CreateRequest) (*Result, er
 			}
 			rs.group = after
 			evs[i].StateBefore, evs[i].StateAfter = before, after
+		}
+		for i := range evs {
 			pos, err := b.tx.InsertEvent(b.ctx, store.NewEvent{Event: evs[i], PrevEvents: eventIDs(pdus[i].PrevEvents), Local: true})
 			if err != nil {
 				return nil, err

@@ -4,9 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"maps"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
