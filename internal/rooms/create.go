@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/federation/pdu"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/eimis-hub/eimis/internal/door"
@@ -79,6 +80,7 @@ func (s *Server) CreateRoom(ctx context.Context, req CreateRequest) (*Result, er
 		}
 		rs := newRoomState(roomID, req.Version)
 		var evs []store.Event
+		var pdus []*pdu.PDU
 		for i, sub := range subs {
 			sub.RoomID = rs.roomID
 			p, evID, err := rs.build(s.cfg, sub)
@@ -100,6 +102,7 @@ func (s *Server) CreateRoom(ctx context.Context, req CreateRequest) (*Result, er
 				return nil, fail(ErrTooLarge, "initial event %s is %d bytes", p.Type, len(raw))
 			}
 			rs.apply(p, evID)
+			pdus = append(pdus, p)
 			evs = append(evs, store.Event{
 				EventID: string(evID), RoomID: string(rs.roomID), Type: p.Type, StateKey: p.StateKey,
 				Sender: string(p.Sender), Depth: p.Depth, OriginTS: p.OriginServerTS, JSON: raw,
@@ -114,8 +117,18 @@ func (s *Server) CreateRoom(ctx context.Context, req CreateRequest) (*Result, er
 		} else if err != nil {
 			return nil, err
 		}
+		// The state groups first, then the events: on Postgres, inserts
+		// are buffered and a group written between two would flush them.
 		for i := range evs {
-			pos, err := b.tx.InsertEvent(b.ctx, store.NewEvent{Event: evs[i]})
+			before, after, err := b.stateGroups(rs, pdus[i], id.EventID(evs[i].EventID))
+			if err != nil {
+				return nil, err
+			}
+			rs.group = after
+			evs[i].StateBefore, evs[i].StateAfter = before, after
+		}
+		for i := range evs {
+			pos, err := b.tx.InsertEvent(b.ctx, store.NewEvent{Event: evs[i], PrevEvents: eventIDs(pdus[i].PrevEvents), Local: true})
 			if err != nil {
 				return nil, err
 			}

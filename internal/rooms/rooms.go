@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/federation/pdu"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/eimis-hub/eimis/internal/door"
@@ -72,6 +73,9 @@ type Config struct {
 	OnAccepted AcceptedHook
 	// Gate, when set, admits or refuses every event (the trust space).
 	Gate Gate
+	// RemoteKeys looks up other servers' signing keys for Receive; nil
+	// refuses every remote event.
+	RemoteKeys KeyFunc
 }
 
 // SupportedVersions are the room versions this hub creates and serves.
@@ -401,12 +405,25 @@ func (b *batch) room(roomID string) (*roomState, error) {
 		}
 	}
 	rs := b.s.cache[roomID]
-	if rs == nil || rs.head != id.EventID(head.LastEventID) {
+	if rs == nil || rs.head != id.EventID(head.LastEventID) || rs.group != head.StateGroup {
 		evs, err := b.tx.CurrentState(b.ctx, roomID)
 		if err != nil {
 			return nil, err
 		}
-		rs, err = loadRoomState(head, evs)
+		xs, err := b.tx.Extremities(b.ctx, roomID)
+		if err != nil {
+			return nil, err
+		}
+		if head.StateGroup == 0 && head.LastEventID != "" {
+			// A room from before state groups: its current state becomes
+			// its first group, a snapshot.
+			h := *head
+			if h.StateGroup, err = b.snapshotCurrentState(roomID, evs); err != nil {
+				return nil, err
+			}
+			head = &h
+		}
+		rs, err = loadRoomState(head, xs, evs)
 		if err != nil {
 			return nil, fmt.Errorf("load state of %s: %w", roomID, err)
 		}
@@ -414,6 +431,43 @@ func (b *batch) room(roomID string) (*roomState, error) {
 	}
 	b.touched[roomID] = rs
 	return rs, nil
+}
+
+// snapshotCurrentState stores a room's materialised current state as a
+// state group and makes it the room's current group.
+func (b *batch) snapshotCurrentState(roomID string, evs []store.Event) (int64, error) {
+	m := store.StateMap{}
+	for _, e := range evs {
+		if e.StateKey != nil {
+			m[store.StateKey{Type: e.Type, StateKey: *e.StateKey}] = e.EventID
+		}
+	}
+	g, err := b.tx.NewStateGroup(b.ctx, roomID, 0, m)
+	if err != nil {
+		return 0, err
+	}
+	return g, b.tx.SetCurrentState(b.ctx, roomID, g, m)
+}
+
+// stateGroups returns the state groups before and after p, an event that
+// extends rs's current state, storing the group after a state event as a
+// one-entry delta.
+func (b *batch) stateGroups(rs *roomState, p *pdu.PDU, evID id.EventID) (before, after int64, err error) {
+	before = rs.group
+	if p.StateKey == nil {
+		return before, before, nil
+	}
+	after, err = b.tx.NewStateGroup(b.ctx, string(rs.roomID), before,
+		store.StateMap{{Type: p.Type, StateKey: *p.StateKey}: string(evID)})
+	return before, after, err
+}
+
+func eventIDs(ids []id.EventID) []string {
+	out := make([]string, len(ids))
+	for i, v := range ids {
+		out[i] = string(v)
+	}
+	return out
 }
 
 // Submit is one event for an existing room.
@@ -483,17 +537,22 @@ func (b *batch) appendEvent(rs *roomState, req Submit) (id.EventID, error) {
 	if len(raw) > MaxEventBytes {
 		return "", fail(ErrTooLarge, "event is %d bytes, the limit is %d", len(raw), MaxEventBytes)
 	}
+	before, after, err := b.stateGroups(rs, p, evID)
+	if err != nil {
+		return "", err
+	}
 	ev := store.Event{
 		EventID: string(evID), RoomID: string(rs.roomID), Type: p.Type, StateKey: p.StateKey,
 		Sender: string(p.Sender), Depth: p.Depth, OriginTS: p.OriginServerTS, JSON: raw,
-		Membership: membershipOf(p), Door: req.Door.String(),
+		Membership: membershipOf(p), Door: req.Door.String(), StateBefore: before, StateAfter: after,
 	}
-	pos, err := b.tx.InsertEvent(b.ctx, store.NewEvent{Event: ev, Txn: req.Txn})
+	pos, err := b.tx.InsertEvent(b.ctx, store.NewEvent{Event: ev, Txn: req.Txn, PrevEvents: eventIDs(p.PrevEvents), Local: true})
 	if err != nil {
 		return "", err
 	}
 	ev.Pos = pos
 	rs.apply(p, evID)
+	rs.group = after
 	b.created = append(b.created, ev)
 	if target != nil {
 		if err := b.applyRedaction(rs, target, p, evID); err != nil {

@@ -6,6 +6,7 @@ import (
 	"encoding/json/jsontext"
 	jsonv2 "encoding/json/v2"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/tidwall/gjson"
@@ -17,13 +18,25 @@ import (
 	"github.com/eimis-hub/eimis/internal/store"
 )
 
-// roomState is a room's head and current state as the writer sees it.
+// MaxPrevEvents caps the prev_events of a local event: the spec advises
+// servers to keep them few, and each send merges up to this many forks.
+const MaxPrevEvents = 10
+
+// MaxDepth is the largest depth an event may have (the canonical JSON
+// integer limit, 2^53-1).
+const MaxDepth = 1<<53 - 1
+
+// roomState is a room's forward extremities and current state as the
+// writer sees it.
 type roomState struct {
 	roomID  id.RoomID
 	version id.RoomVersion
-	head    id.EventID
-	depth   int64
-	state   map[pdu.StateKey]stateEntry
+	// head is the room row's last event, group its current state group:
+	// when either differs from the row, the cache is stale.
+	head        id.EventID
+	group       int64
+	extremities []store.Extremity // highest depth first
+	state       map[pdu.StateKey]stateEntry
 }
 
 type stateEntry struct {
@@ -35,10 +48,11 @@ func newRoomState(roomID id.RoomID, version id.RoomVersion) *roomState {
 	return &roomState{roomID: roomID, version: version, state: map[pdu.StateKey]stateEntry{}}
 }
 
-func loadRoomState(head *store.Room, evs []store.Event) (*roomState, error) {
+func loadRoomState(head *store.Room, extremities []store.Extremity, evs []store.Event) (*roomState, error) {
 	rs := newRoomState(id.RoomID(head.RoomID), id.RoomVersion(head.Version))
 	rs.head = id.EventID(head.LastEventID)
-	rs.depth = head.Depth
+	rs.group = head.StateGroup
+	rs.extremities = extremities
 	for _, e := range evs {
 		p, err := ParsePDU(e.JSON)
 		if err != nil {
@@ -88,8 +102,23 @@ func validContent(raw json.RawMessage) (jsontext.Value, error) {
 	return jsontext.Value(raw), nil
 }
 
+// prevEvents picks a local event's prev_events (at most MaxPrevEvents of
+// the forward extremities, highest depth first) and its depth.
+func (rs *roomState) prevEvents() ([]id.EventID, int64) {
+	prev := make([]id.EventID, 0, min(len(rs.extremities), MaxPrevEvents))
+	var depth int64
+	for i, x := range rs.extremities {
+		if i == MaxPrevEvents {
+			break
+		}
+		prev = append(prev, id.EventID(x.EventID))
+		depth = max(depth, x.Depth)
+	}
+	return prev, min(depth+1, MaxDepth)
+}
+
 // build makes the next event of the room for req: linked to the room's
-// single forward extremity, with the auth events the selection algorithm
+// forward extremities (so it merges forks), with the auth events the selection algorithm
 // asks for, hashed, signed and then checked against the auth rules.
 func (rs *roomState) build(cfg Config, req Submit) (*pdu.PDU, id.EventID, error) {
 	content, err := validContent(req.Content)
@@ -112,13 +141,9 @@ func (rs *roomState) build(cfg Config, req Submit) (*pdu.PDU, id.EventID, error)
 		Content:        content,
 		OriginServerTS: time.Now().UnixMilli(),
 		RoomID:         rs.roomID,
-		Depth:          rs.depth + 1,
-		PrevEvents:     []id.EventID{},
 		AuthEvents:     []id.EventID{},
 	}
-	if rs.head != "" {
-		p.PrevEvents = []id.EventID{rs.head}
-	}
+	p.PrevEvents, p.Depth = rs.prevEvents()
 	if req.Redacts != "" {
 		r := req.Redacts
 		p.Redacts = &r
@@ -188,10 +213,26 @@ func (c Config) getKey(serverName string, keyID id.KeyID, _ time.Time) (id.Signi
 	return "", time.Time{}, nil
 }
 
-// apply advances the room past an accepted event.
+// getKey serves this hub's key and, through RemoteKeys, other servers'.
+func (s *Server) getKey(serverName string, keyID id.KeyID, minValidUntil time.Time) (id.SigningKey, time.Time, error) {
+	if serverName == s.cfg.ServerName || s.cfg.RemoteKeys == nil {
+		return s.cfg.getKey(serverName, keyID, minValidUntil)
+	}
+	return s.cfg.RemoteKeys(serverName, keyID, minValidUntil)
+}
+
+// apply advances the room past an accepted event that extends the current
+// state: its prev_events leave the extremities and it joins them.
 func (rs *roomState) apply(p *pdu.PDU, evID id.EventID) {
 	rs.head = evID
-	rs.depth = p.Depth
+	xs := rs.extremities[:0]
+	for _, x := range rs.extremities {
+		if !slices.Contains(p.PrevEvents, id.EventID(x.EventID)) {
+			xs = append(xs, x)
+		}
+	}
+	rs.extremities = append(xs, store.Extremity{EventID: string(evID), Depth: p.Depth})
+	store.SortExtremities(rs.extremities)
 	if p.StateKey != nil {
 		rs.state[pdu.StateKey{Type: p.Type, StateKey: *p.StateKey}] = stateEntry{id: evID, pdu: p}
 	}

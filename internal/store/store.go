@@ -46,13 +46,18 @@ type Device struct {
 	LastSeen    time.Time
 }
 
-// Room is the head of a room's (linear, locally built) event graph.
+// Room is the head of a room's event graph. Its forward extremities are in
+// Extremities; LastEventID is the last live event stored (one of them, and
+// a cheap "did the room move?" check), Depth the highest depth of a live
+// event, StateGroup the state group of the current state (the resolved
+// state of the extremities; 0 until first computed).
 type Room struct {
 	RoomID      string
 	Version     string
 	Creator     string
-	LastEventID string // the single forward extremity
+	LastEventID string
 	Depth       int64
+	StateGroup  int64
 	CreatedAt   time.Time
 }
 
@@ -73,6 +78,14 @@ type Event struct {
 	// Door is where a local event entered the hub (internal/door's
 	// String form); "" for events from before doors were recorded.
 	Door string
+	// Flags: outlier, soft-failed, rejected. Reads that serve clients only
+	// ever return events with no flag set.
+	Flags EventFlags
+	// StateBefore and StateAfter are the state groups of the room state
+	// before and after the event; 0 when unknown (outliers, rejected
+	// events, events stored before the DAG layout).
+	StateBefore int64
+	StateAfter  int64
 }
 
 // NewEvent is what the room server hands to InsertEvent.
@@ -82,7 +95,25 @@ type NewEvent struct {
 	// in the same database transaction, so a retried send (even after a
 	// restart) finds the event instead of creating a second one.
 	Txn *TxnKey
+	// PrevEvents are the event's prev_events, recorded as DAG edges.
+	PrevEvents []string
+	// Historical marks an event that arrives into the room's past
+	// (backfill): like an event with a flag set, it takes a negative
+	// position, so no /sync token covers it and it never wakes /sync, has
+	// no outbox row, and changes neither the extremities nor current state.
+	Historical bool
+	// Local marks an event this hub built on top of its stored forward
+	// extremities: no stored event can name it as a prev_event, so the
+	// store records no DAG edges for it (the send path's cost). Events
+	// from elsewhere record theirs, which is what "does a stored event
+	// already reference this one?" needs: only they can arrive after a
+	// child.
+	Local bool
 }
+
+// Live reports whether e takes a live stream position: an event in the
+// DAG (no flag) that is not historical.
+func (e NewEvent) Live() bool { return e.Flags == 0 && !e.Historical }
 
 // TxnKey scopes a client transaction ID as the Matrix spec does: per
 // device and per request path. Scope is the path's meaning ("send/<room>/
@@ -242,6 +273,7 @@ type Store interface {
 	AppserviceStore
 	HistoryStore
 	ConsentStore
+	DAGReader
 }
 
 // ErrImportSuperseded is returned by a DirectoryImport whose generation was
@@ -327,8 +359,23 @@ type EventTx interface {
 	// RedactEvent replaces an event's stored JSON with its redacted form
 	// (same event ID, hashes and signatures, which cover the redacted form).
 	RedactEvent(ctx context.Context, eventID string, redacted json.RawMessage) error // ErrNotFound
-	// InsertEvent allocates the next position, stores the event, updates
-	// the room head (last event, depth), the current state (for state
-	// events), the txn record and adds an outbox row. It returns the position.
+	// InsertEvent stores an event and returns its position.
+	//
+	// A live event (NewEvent.Live) takes the next stream position, gets an
+	// outbox row and its txn record, and becomes the room's newest state:
+	// its prev_events leave the forward extremities and it joins them
+	// (unless a stored event already names it as a prev_event); the room
+	// head moves to it (LastEventID, Depth as a maximum, StateGroup =
+	// StateAfter) and, for a state event, current_state takes it. That is
+	// right when the event extends every extremity (every local send);
+	// otherwise the caller then sets the resolved state with
+	// SetCurrentState in the same transaction.
+	//
+	// Any other event takes the next negative position (below every one
+	// handed out before), with no outbox row, and changes neither the
+	// extremities nor the room head nor current_state. Events without
+	// flags (historical ones) still record their DAG edges.
 	InsertEvent(ctx context.Context, e NewEvent) (int64, error)
+
+	DAGTx
 }

@@ -145,8 +145,13 @@ func parseToken(s string) (token, error) {
 	return token{pos: pos, typing: typ}, nil
 }
 
-// ParsePos reads the position of a since or pagination token.
+// ParsePos reads the stream position of a since or pagination token. A
+// topological pagination token gives the position of the event it
+// follows (0 for history that never had a live position).
 func ParsePos(s string) (int64, error) {
+	if gap, ok, err := parseTopo(s); ok {
+		return max(gap.Pos, 0), err
+	}
 	t, err := parseToken(s)
 	return t.pos, err
 }

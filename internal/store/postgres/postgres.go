@@ -348,8 +348,11 @@ type eventTx struct {
 	// lastMember is the position of the transaction's last membership
 	// event (0 if none), for the stream head's member_pos.
 	lastMember int64
-	pending    []pendingEvent
-	err        error // first failure; poisons the transaction
+	// low is the last negative position handed out (events that are not
+	// live); 0 if none yet.
+	low     int64
+	pending []pendingEvent
+	err     error // first failure; poisons the transaction
 }
 
 func (t *eventTx) GetRoom(ctx context.Context, roomID string) (*store.Room, error) {
@@ -452,7 +455,7 @@ func (t *eventTx) GetRooms(ctx context.Context, roomIDs []string) (map[string]*s
 	if err := t.flush(ctx, false); err != nil {
 		return nil, err
 	}
-	rows, err := t.tx.Query(ctx, `SELECT room_id, version, creator, last_event_id, depth, created_at
+	rows, err := t.tx.Query(ctx, `SELECT room_id, version, creator, last_event_id, depth, state_group, created_at
 		FROM rooms WHERE room_id = ANY($1)`, roomIDs)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: rooms: %w", err)
@@ -460,7 +463,7 @@ func (t *eventTx) GetRooms(ctx context.Context, roomIDs []string) (map[string]*s
 	defer rows.Close()
 	for rows.Next() {
 		var r store.Room
-		if err := rows.Scan(&r.RoomID, &r.Version, &r.Creator, &r.LastEventID, &r.Depth, &r.CreatedAt); err != nil {
+		if err := rows.Scan(&r.RoomID, &r.Version, &r.Creator, &r.LastEventID, &r.Depth, &r.StateGroup, &r.CreatedAt); err != nil {
 			return nil, fmt.Errorf("postgres: rooms: %w", err)
 		}
 		out[r.RoomID] = &r
@@ -482,6 +485,9 @@ func (t *eventTx) InsertEvent(ctx context.Context, e store.NewEvent) (int64, err
 	if t.err != nil {
 		return 0, t.err
 	}
+	if !e.Live() {
+		return t.insertPast(ctx, e)
+	}
 	if t.last == 0 {
 		if err := t.tx.QueryRow(ctx, nextvalSQL).Scan(&t.last); err != nil {
 			t.err = fmt.Errorf("postgres: allocate position: %w", err)
@@ -502,6 +508,29 @@ func (t *eventTx) InsertEvent(ctx context.Context, e store.NewEvent) (int64, err
 	return t.last, nil
 }
 
+// insertPast buffers an event that takes no live position (see
+// store.EventTx.InsertEvent).
+func (t *eventTx) insertPast(ctx context.Context, e store.NewEvent) (int64, error) {
+	if e.Txn != nil {
+		t.err = fmt.Errorf("postgres: insert event %q: a transaction ID on an event that is not live", e.EventID)
+		return 0, t.err
+	}
+	if t.low == 0 {
+		if err := t.tx.QueryRow(ctx, `SELECT backfill_pos FROM stream_head WHERE id = 1`).Scan(&t.low); err != nil {
+			t.err = fmt.Errorf("postgres: read backfill position: %w", err)
+			return 0, t.err
+		}
+	}
+	t.low--
+	t.pending = append(t.pending, pendingEvent{pos: t.low, NewEvent: e})
+	if len(t.pending) >= flushEvery {
+		if err := t.flush(ctx, false); err != nil {
+			return 0, err
+		}
+	}
+	return t.low, nil
+}
+
 // flush sends the buffered events as one pipelined batch of set-based
 // statements; with final it also advances the sequence and stream head.
 func (t *eventTx) flush(ctx context.Context, final bool) error {
@@ -517,6 +546,9 @@ func (t *eventTx) flush(ctx context.Context, final bool) error {
 		if t.lastMember > 0 {
 			b.Queue(`UPDATE stream_head SET member_pos = $1 WHERE id = 1`, t.lastMember)
 		}
+	}
+	if final && t.low < 0 {
+		b.Queue(`UPDATE stream_head SET backfill_pos = $1 WHERE id = 1`, t.low)
 	}
 	if b.Len() == 0 {
 		return nil
@@ -553,7 +585,12 @@ func queueEvents(b *pgx.Batch, evs []pendingEvent) {
 		members   = make([]string, n)
 		jsons     = make([][]byte, n)
 		doors     = make([]string, n)
+		flags     = make([]int64, n)
+		befores   = make([]int64, n)
+		afters    = make([]int64, n)
 	)
+	var edgePrev, edgeEvent []string
+	var liveIdx []int
 	// Later events win: a set-based upsert may touch each row only once,
 	// so the room heads and state rows are reduced to their last writer.
 	lastInRoom := map[string]int{}
@@ -563,6 +600,16 @@ func queueEvents(b *pgx.Batch, evs []pendingEvent) {
 	for i, e := range evs {
 		pos[i], ids[i], rooms[i], types[i], stateKeys[i] = e.pos, e.EventID, e.RoomID, e.Type, e.StateKey
 		senders[i], depths[i], ts[i], members[i], jsons[i], doors[i] = e.Sender, e.Depth, e.OriginTS, e.Membership, e.JSON, e.Door
+		flags[i], befores[i], afters[i] = int64(e.Flags), e.StateBefore, e.StateAfter
+		if e.Flags == 0 && !e.Local {
+			for _, prev := range e.PrevEvents {
+				edgePrev, edgeEvent = append(edgePrev, prev), append(edgeEvent, e.EventID)
+			}
+		}
+		if !e.Live() {
+			continue
+		}
+		liveIdx = append(liveIdx, i)
 		lastInRoom[e.RoomID] = i
 		if e.StateKey != nil {
 			lastState[stateKey{e.RoomID, e.Type, *e.StateKey}] = i
@@ -571,19 +618,58 @@ func queueEvents(b *pgx.Batch, evs []pendingEvent) {
 			txnIdx = append(txnIdx, i)
 		}
 	}
-	b.Queue(`INSERT INTO events (pos, event_id, room_id, type, state_key, sender, depth, origin_ts, membership, json, door)
+	b.Queue(`INSERT INTO events (pos, event_id, room_id, type, state_key, sender, depth, origin_ts, membership, json, door,
+			flags, state_before, state_after)
 		SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-			$7::bigint[], $8::bigint[], $9::text[], $10::bytea[], $11::text[])`,
-		pos, ids, rooms, types, stateKeys, senders, depths, ts, members, jsons, doors)
+			$7::bigint[], $8::bigint[], $9::text[], $10::bytea[], $11::text[], $12::bigint[], $13::bigint[], $14::bigint[])`,
+		pos, ids, rooms, types, stateKeys, senders, depths, ts, members, jsons, doors, flags, befores, afters)
+	if len(edgePrev) > 0 {
+		b.Queue(`INSERT INTO event_edges (prev_event_id, event_id)
+			SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT DO NOTHING`, edgePrev, edgeEvent)
+	}
+	if len(liveIdx) == 0 {
+		return
+	}
+
+	// Extremities, in one statement: this flush's live events' prev_events
+	// leave them, and every live event joins them unless an event of this
+	// flush or a stored one (the edges, inserted above) names it as a
+	// prev_event.
+	named := map[string]bool{}
+	var xRoom, xEvent, pRoom, pEvent []string
+	var xDepth []int64
+	for _, i := range liveIdx {
+		for _, prev := range evs[i].PrevEvents {
+			named[prev] = true
+			pRoom, pEvent = append(pRoom, rooms[i]), append(pEvent, prev)
+		}
+	}
+	for _, i := range liveIdx {
+		if !named[ids[i]] {
+			xRoom, xEvent, xDepth = append(xRoom, rooms[i]), append(xEvent, ids[i]), append(xDepth, depths[i])
+		}
+	}
+	b.Queue(`WITH gone AS (
+			DELETE FROM room_extremities x USING unnest($4::text[], $5::text[]) AS p (r, e)
+			WHERE x.room_id = p.r AND x.event_id = p.e
+		)
+		INSERT INTO room_extremities (room_id, event_id, depth)
+		SELECT x.r, x.e, x.d FROM unnest($1::text[], $2::text[], $3::bigint[]) AS x (r, e, d)
+		WHERE NOT EXISTS (SELECT 1 FROM event_edges WHERE prev_event_id = x.e)
+		ON CONFLICT DO NOTHING`, xRoom, xEvent, xDepth, pRoom, pEvent)
 
 	var hRoom, hEvent []string
-	var hDepth []int64
-	for room, i := range lastInRoom {
-		hRoom, hEvent, hDepth = append(hRoom, room), append(hEvent, ids[i]), append(hDepth, depths[i])
+	var hDepth, hGroup []int64
+	maxDepth := map[string]int64{}
+	for _, i := range liveIdx {
+		maxDepth[rooms[i]] = max(maxDepth[rooms[i]], depths[i])
 	}
-	b.Queue(`UPDATE rooms SET last_event_id = h.event_id, depth = h.depth
-		FROM unnest($1::text[], $2::text[], $3::bigint[]) AS h (room_id, event_id, depth)
-		WHERE rooms.room_id = h.room_id`, hRoom, hEvent, hDepth)
+	for room, i := range lastInRoom {
+		hRoom, hEvent, hDepth, hGroup = append(hRoom, room), append(hEvent, ids[i]), append(hDepth, maxDepth[room]), append(hGroup, afters[i])
+	}
+	b.Queue(`UPDATE rooms SET last_event_id = h.event_id, depth = GREATEST(rooms.depth, h.depth), state_group = h.state_group
+		FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[]) AS h (room_id, event_id, depth, state_group)
+		WHERE rooms.room_id = h.room_id`, hRoom, hEvent, hDepth, hGroup)
 
 	if len(lastState) > 0 {
 		var sRoom, sType, sKey, sEvent, sMember []string
@@ -610,8 +696,12 @@ func queueEvents(b *pgx.Batch, evs []pendingEvent) {
 			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])`, tUser, tDevice, tScope, tTxn, tEvent)
 	}
 
+	oPos, oID, oRoom := make([]int64, 0, len(liveIdx)), make([]string, 0, len(liveIdx)), make([]string, 0, len(liveIdx))
+	for _, i := range liveIdx {
+		oPos, oID, oRoom = append(oPos, pos[i]), append(oID, ids[i]), append(oRoom, rooms[i])
+	}
 	b.Queue(`INSERT INTO outbox (pos, event_id, room_id) SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[])`,
-		pos, ids, rooms)
+		oPos, oID, oRoom)
 }
 
 // writeAtNextPos runs one upsert at the next stream position. The batch is
@@ -685,9 +775,9 @@ func (s *Store) GetRoom(ctx context.Context, roomID string) (*store.Room, error)
 
 func getRoom(ctx context.Context, q querier, roomID string) (*store.Room, error) {
 	var r store.Room
-	err := q.QueryRow(ctx, `SELECT room_id, version, creator, last_event_id, depth, created_at
+	err := q.QueryRow(ctx, `SELECT room_id, version, creator, last_event_id, depth, state_group, created_at
 		FROM rooms WHERE room_id = $1`, roomID).
-		Scan(&r.RoomID, &r.Version, &r.Creator, &r.LastEventID, &r.Depth, &r.CreatedAt)
+		Scan(&r.RoomID, &r.Version, &r.Creator, &r.LastEventID, &r.Depth, &r.StateGroup, &r.CreatedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("postgres: room %q: %w", roomID, store.ErrNotFound)
 	}
@@ -697,12 +787,13 @@ func getRoom(ctx context.Context, q querier, roomID string) (*store.Room, error)
 	return &r, nil
 }
 
-const eventCols = `e.pos, e.event_id, e.room_id, e.type, e.state_key, e.sender, e.depth, e.origin_ts, e.membership, e.json, e.door`
+const eventCols = `e.pos, e.event_id, e.room_id, e.type, e.state_key, e.sender, e.depth, e.origin_ts, e.membership, e.json, e.door,
+	e.flags, e.state_before, e.state_after`
 
 func scanEvent(row pgx.Row) (store.Event, error) {
 	var e store.Event
 	var js []byte
-	err := row.Scan(&e.Pos, &e.EventID, &e.RoomID, &e.Type, &e.StateKey, &e.Sender, &e.Depth, &e.OriginTS, &e.Membership, &js, &e.Door)
+	err := row.Scan(&e.Pos, &e.EventID, &e.RoomID, &e.Type, &e.StateKey, &e.Sender, &e.Depth, &e.OriginTS, &e.Membership, &js, &e.Door, &e.Flags, &e.StateBefore, &e.StateAfter)
 	e.JSON = js
 	return e, err
 }
@@ -720,7 +811,7 @@ func queryEvents(ctx context.Context, q querier, what, query string, args ...any
 }
 
 func (s *Store) EventByID(ctx context.Context, eventID string) (*store.Event, error) {
-	e, err := scanEvent(s.pool.QueryRow(ctx, `SELECT `+eventCols+` FROM events e WHERE e.event_id = $1`, eventID))
+	e, err := scanEvent(s.pool.QueryRow(ctx, `SELECT `+eventCols+` FROM events e WHERE e.event_id = $1 AND e.flags = 0`, eventID))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("postgres: event %q: %w", eventID, store.ErrNotFound)
 	}
@@ -736,7 +827,7 @@ func (s *Store) EventsByID(ctx context.Context, eventIDs []string) ([]store.Even
 		return nil, nil
 	}
 	return queryEvents(ctx, s.pool, "events by id",
-		`SELECT `+eventCols+` FROM events e WHERE e.event_id = ANY($1) ORDER BY e.pos`, eventIDs)
+		`SELECT `+eventCols+` FROM events e WHERE e.event_id = ANY($1) AND e.flags = 0 ORDER BY e.pos`, eventIDs)
 }
 
 func (s *Store) RoomEvents(ctx context.Context, roomID string, from, to int64, limit int, dir store.Direction) ([]store.Event, error) {
@@ -749,13 +840,13 @@ func (s *Store) RoomEvents(ctx context.Context, roomID string, from, to int64, l
 		lim = int64(limit)
 	}
 	return queryEvents(ctx, s.pool, "room events", `SELECT `+eventCols+` FROM events e
-		WHERE e.room_id = $1 AND e.pos > $2 AND e.pos <= $3 ORDER BY e.pos `+order+` LIMIT $4`,
+		WHERE e.room_id = $1 AND e.pos > $2 AND e.pos <= $3 AND e.pos > 0 AND e.flags = 0 ORDER BY e.pos `+order+` LIMIT $4`,
 		roomID, from, to, lim)
 }
 
 func (s *Store) StateEventsBetween(ctx context.Context, roomID string, from, to int64) ([]store.Event, error) {
 	return queryEvents(ctx, s.pool, "state events", `SELECT `+eventCols+` FROM events e
-		WHERE e.room_id = $1 AND e.state_key IS NOT NULL AND e.pos > $2 AND e.pos <= $3 ORDER BY e.pos`,
+		WHERE e.room_id = $1 AND e.state_key IS NOT NULL AND e.pos > $2 AND e.pos <= $3 AND e.pos > 0 AND e.flags = 0 ORDER BY e.pos`,
 		roomID, from, to)
 }
 

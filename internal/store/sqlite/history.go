@@ -13,13 +13,13 @@ import (
 // pos from the events_state_history index alone, then reads those rows.
 func (s *Store) StateAt(ctx context.Context, roomID string, pos int64) ([]store.Event, error) {
 	return queryEvents(ctx, s.rq, "state at", `SELECT `+eventCols+` FROM events e WHERE e.pos IN (
-		SELECT MAX(pos) FROM events WHERE room_id = ? AND state_key IS NOT NULL AND pos <= ?
+		SELECT MAX(pos) FROM events WHERE room_id = ? AND state_key IS NOT NULL AND pos > 0 AND pos <= ?
 		GROUP BY type, state_key) ORDER BY e.pos`, roomID, pos)
 }
 
 func (s *Store) StateEventAt(ctx context.Context, roomID, evType, stateKey string, pos int64) (*store.Event, error) {
 	e, err := scanEvent(s.rq.QueryRowContext(ctx, `SELECT `+eventCols+` FROM events e
-		WHERE e.room_id = ? AND e.type = ? AND e.state_key = ? AND e.pos <= ?
+		WHERE e.room_id = ? AND e.type = ? AND e.state_key = ? AND e.pos > 0 AND e.pos <= ?
 		ORDER BY e.pos DESC LIMIT 1`, roomID, evType, stateKey, pos))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("sqlite: state %q/%q in %q at %d: %w", evType, stateKey, roomID, pos, store.ErrNotFound)
@@ -32,9 +32,9 @@ func (s *Store) StateEventAt(ctx context.Context, roomID, evType, stateKey strin
 
 func (s *Store) VisibilityChanges(ctx context.Context, roomID, userID string) ([]store.Event, error) {
 	return queryEvents(ctx, s.rq, "visibility changes", `SELECT `+eventCols+` FROM events e
-		WHERE e.room_id = ? AND e.type = 'm.room.member' AND e.state_key = ?
+		WHERE e.room_id = ? AND e.type = 'm.room.member' AND e.state_key = ? AND e.pos > 0
 		UNION ALL
 		SELECT `+eventCols+` FROM events e
-		WHERE e.room_id = ? AND e.type = 'm.room.history_visibility' AND e.state_key = ''
+		WHERE e.room_id = ? AND e.type = 'm.room.history_visibility' AND e.state_key = '' AND e.pos > 0
 		ORDER BY 1`, roomID, userID, roomID)
 }

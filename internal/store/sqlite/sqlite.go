@@ -48,6 +48,8 @@ type Store struct {
 	streamMu sync.Mutex
 
 	insertEvent, updateRoom, upsertState, insertTxn, insertOutbox *sql.Stmt
+	insertEdge, dropExtremity, addExtremity, moveExtremity        *sql.Stmt
+	insertGroupEntry                                              *sql.Stmt
 	// The room server's once-per-batch look-ups, also prepared: parsing
 	// them cost more than running them.
 	txnEvents, getRooms *sql.Stmt
@@ -133,9 +135,17 @@ func (s *Store) prepare(ctx context.Context) error {
 		dst **sql.Stmt
 		sql string
 	}{
-		{&s.insertEvent, `INSERT INTO events (pos, event_id, room_id, type, state_key, sender, depth, origin_ts, membership, json, door)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
-		{&s.updateRoom, `UPDATE rooms SET last_event_id = ?, depth = ? WHERE room_id = ?`},
+		{&s.insertEvent, `INSERT INTO events (pos, event_id, room_id, type, state_key, sender, depth, origin_ts, membership, json, door,
+			flags, state_before, state_after)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
+		{&s.updateRoom, `UPDATE rooms SET last_event_id = ?, depth = MAX(depth, ?), state_group = ? WHERE room_id = ?`},
+		{&s.insertEdge, `INSERT OR IGNORE INTO event_edges (prev_event_id, event_id) VALUES (?, ?)`},
+		{&s.dropExtremity, `DELETE FROM room_extremities WHERE room_id = ? AND event_id = ?`},
+		{&s.addExtremity, `INSERT OR IGNORE INTO room_extremities (room_id, event_id, depth)
+			SELECT ?1, ?2, ?3 WHERE NOT EXISTS (SELECT 1 FROM event_edges WHERE prev_event_id = ?2)`},
+		{&s.moveExtremity, `UPDATE room_extremities SET event_id = ?1, depth = ?2
+			WHERE room_id = ?3 AND event_id = ?4 AND NOT EXISTS (SELECT 1 FROM event_edges WHERE prev_event_id = ?1)`},
+		{&s.insertGroupEntry, `INSERT INTO state_group_entries (group_id, type, state_key, event_id) VALUES (?, ?, ?, ?)`},
 		{&s.upsertState, `INSERT INTO current_state (room_id, type, state_key, pos, event_id, membership)
 			VALUES (?, ?, ?, ?, ?, ?)
 			ON CONFLICT (room_id, type, state_key) DO UPDATE
@@ -145,7 +155,7 @@ func (s *Store) prepare(ctx context.Context) error {
 		{&s.txnEvents, `SELECT t.user_id, t.device_id, t.scope, t.txn_id, t.event_id FROM txns t
 			JOIN (SELECT value ->> 0 AS u, value ->> 1 AS d, value ->> 2 AS s, value ->> 3 AS x FROM json_each(?)) k
 			ON t.user_id = k.u AND t.device_id = k.d AND t.scope = k.s AND t.txn_id = k.x`},
-		{&s.getRooms, `SELECT room_id, version, creator, last_event_id, depth, created_at
+		{&s.getRooms, `SELECT room_id, version, creator, last_event_id, depth, state_group, created_at
 			FROM rooms WHERE room_id IN (SELECT value FROM json_each(?))`},
 	} {
 		st, err := s.w.PrepareContext(ctx, p.sql)
@@ -171,7 +181,8 @@ func (s *Store) Ping(ctx context.Context) error {
 // Close closes the statements and both pools.
 func (s *Store) Close() error {
 	var errs []error
-	for _, st := range []*sql.Stmt{s.insertEvent, s.updateRoom, s.upsertState, s.insertTxn, s.insertOutbox, s.txnEvents, s.getRooms} {
+	for _, st := range []*sql.Stmt{s.insertEvent, s.updateRoom, s.upsertState, s.insertTxn, s.insertOutbox, s.txnEvents, s.getRooms,
+		s.insertEdge, s.dropExtremity, s.addExtremity, s.moveExtremity, s.insertGroupEntry} {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}
@@ -453,6 +464,11 @@ func (s *Store) WriteEvents(ctx context.Context, fn func(tx store.EventTx) error
 			return err
 		}
 	}
+	if et.low < 0 {
+		if _, err := tx.ExecContext(ctx, `UPDATE stream_head SET backfill_pos = ? WHERE id = 1`, et.low); err != nil {
+			return fmt.Errorf("sqlite: advance backfill position: %w", err)
+		}
+	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("sqlite: commit events: %w", err)
 	}
@@ -464,7 +480,24 @@ type eventTx struct {
 	tx         *sql.Tx
 	last       int64 // last position handed out in this transaction; 0 if none
 	lastMember int64 // position of the last membership event, 0 if none
+	low        int64 // last negative position handed out; 0 if none
 	err        error // first InsertEvent failure; poisons the transaction
+	// stmts are the prepared statements bound to tx, bound once per
+	// transaction rather than once per use.
+	stmts map[*sql.Stmt]*sql.Stmt
+}
+
+// stmt returns the prepared statement s bound to the transaction.
+func (t *eventTx) stmt(ctx context.Context, s *sql.Stmt) *sql.Stmt {
+	if st, ok := t.stmts[s]; ok {
+		return st
+	}
+	if t.stmts == nil {
+		t.stmts = map[*sql.Stmt]*sql.Stmt{}
+	}
+	st := t.tx.StmtContext(ctx, s)
+	t.stmts[s] = st
+	return st
 }
 
 func (t *eventTx) GetRoom(ctx context.Context, roomID string) (*store.Room, error) {
@@ -560,7 +593,7 @@ func (t *eventTx) GetRooms(ctx context.Context, roomIDs []string) (map[string]*s
 	for rows.Next() {
 		var r store.Room
 		var created int64
-		if err := rows.Scan(&r.RoomID, &r.Version, &r.Creator, &r.LastEventID, &r.Depth, &created); err != nil {
+		if err := rows.Scan(&r.RoomID, &r.Version, &r.Creator, &r.LastEventID, &r.Depth, &r.StateGroup, &created); err != nil {
 			return nil, fmt.Errorf("sqlite: rooms: %w", err)
 		}
 		r.CreatedAt = fromMS(created)
@@ -589,6 +622,9 @@ func (t *eventTx) InsertEvent(ctx context.Context, e store.NewEvent) (int64, err
 }
 
 func (t *eventTx) insertEvent(ctx context.Context, e store.NewEvent) (int64, error) {
+	if !e.Live() {
+		return t.insertPast(ctx, e)
+	}
 	if t.last == 0 {
 		head, err := streamHead(ctx, t.tx)
 		if err != nil {
@@ -597,9 +633,9 @@ func (t *eventTx) insertEvent(ctx context.Context, e store.NewEvent) (int64, err
 		t.last = head
 	}
 	pos := t.last + 1
-	st := func(s *sql.Stmt) *sql.Stmt { return t.tx.StmtContext(ctx, s) }
+	st := func(s *sql.Stmt) *sql.Stmt { return t.stmt(ctx, s) }
 	if _, err := st(t.s.insertEvent).ExecContext(ctx, pos, e.EventID, e.RoomID, e.Type, e.StateKey, e.Sender,
-		e.Depth, e.OriginTS, e.Membership, []byte(e.JSON), e.Door); err != nil {
+		e.Depth, e.OriginTS, e.Membership, []byte(e.JSON), e.Door, e.Flags, e.StateBefore, e.StateAfter); err != nil {
 		if isConstraint(err, sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY) {
 			return 0, fmt.Errorf("room %q: %w", e.RoomID, store.ErrNotFound)
 		}
@@ -609,7 +645,13 @@ func (t *eventTx) insertEvent(ctx context.Context, e store.NewEvent) (int64, err
 		return 0, err
 	}
 	t.last = pos
-	if _, err := st(t.s.updateRoom).ExecContext(ctx, e.EventID, e.Depth, e.RoomID); err != nil {
+	if err := t.insertEdges(ctx, e); err != nil {
+		return 0, err
+	}
+	if err := t.updateExtremities(ctx, e); err != nil {
+		return 0, err
+	}
+	if _, err := st(t.s.updateRoom).ExecContext(ctx, e.EventID, e.Depth, e.StateAfter, e.RoomID); err != nil {
 		return 0, err
 	}
 	if e.StateKey != nil {
@@ -629,6 +671,81 @@ func (t *eventTx) insertEvent(ctx context.Context, e store.NewEvent) (int64, err
 		}
 	}
 	if _, err := st(t.s.insertOutbox).ExecContext(ctx, pos, e.EventID, e.RoomID); err != nil {
+		return 0, err
+	}
+	return pos, nil
+}
+
+// updateExtremities takes a live event's prev_events out of the forward
+// extremities and puts the event in, unless a stored event names it as a
+// prev_event. The common case (one prev_event, the room's extremity) is
+// one UPDATE.
+func (t *eventTx) updateExtremities(ctx context.Context, e store.NewEvent) error {
+	moved := false
+	if len(e.PrevEvents) > 0 {
+		res, err := t.stmt(ctx, t.s.moveExtremity).ExecContext(ctx, e.EventID, e.Depth, e.RoomID, e.PrevEvents[0])
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return err
+		}
+		moved = n == 1
+	}
+	for i, prev := range e.PrevEvents {
+		if i == 0 && moved {
+			continue
+		}
+		if _, err := t.stmt(ctx, t.s.dropExtremity).ExecContext(ctx, e.RoomID, prev); err != nil {
+			return err
+		}
+	}
+	if !moved {
+		if _, err := t.stmt(ctx, t.s.addExtremity).ExecContext(ctx, e.RoomID, e.EventID, e.Depth); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (t *eventTx) insertEdges(ctx context.Context, e store.NewEvent) error {
+	if e.Flags != 0 || e.Local {
+		return nil
+	}
+	st := t.stmt(ctx, t.s.insertEdge)
+	for _, prev := range e.PrevEvents {
+		if _, err := st.ExecContext(ctx, prev, e.EventID); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// insertPast stores an event that takes no live position (see
+// store.EventTx.InsertEvent).
+func (t *eventTx) insertPast(ctx context.Context, e store.NewEvent) (int64, error) {
+	if e.Txn != nil {
+		return 0, fmt.Errorf("a transaction ID on an event that is not live")
+	}
+	if t.low == 0 {
+		if err := t.tx.QueryRowContext(ctx, `SELECT backfill_pos FROM stream_head WHERE id = 1`).Scan(&t.low); err != nil {
+			return 0, fmt.Errorf("read backfill position: %w", err)
+		}
+	}
+	pos := t.low - 1
+	if _, err := t.stmt(ctx, t.s.insertEvent).ExecContext(ctx, pos, e.EventID, e.RoomID, e.Type, e.StateKey, e.Sender,
+		e.Depth, e.OriginTS, e.Membership, []byte(e.JSON), e.Door, e.Flags, e.StateBefore, e.StateAfter); err != nil {
+		if isConstraint(err, sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY) {
+			return 0, fmt.Errorf("room %q: %w", e.RoomID, store.ErrNotFound)
+		}
+		if isConstraint(err, sqlite3.SQLITE_CONSTRAINT_UNIQUE) {
+			return 0, fmt.Errorf("event: %w", store.ErrExists)
+		}
+		return 0, err
+	}
+	t.low = pos
+	if err := t.insertEdges(ctx, e); err != nil {
 		return 0, err
 	}
 	return pos, nil
@@ -662,9 +779,9 @@ func (s *Store) GetRoom(ctx context.Context, roomID string) (*store.Room, error)
 func getRoom(ctx context.Context, q queryer, roomID string) (*store.Room, error) {
 	var r store.Room
 	var created int64
-	err := q.QueryRowContext(ctx, `SELECT room_id, version, creator, last_event_id, depth, created_at
+	err := q.QueryRowContext(ctx, `SELECT room_id, version, creator, last_event_id, depth, state_group, created_at
 		FROM rooms WHERE room_id = ?`, roomID).
-		Scan(&r.RoomID, &r.Version, &r.Creator, &r.LastEventID, &r.Depth, &created)
+		Scan(&r.RoomID, &r.Version, &r.Creator, &r.LastEventID, &r.Depth, &r.StateGroup, &created)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("sqlite: room %q: %w", roomID, store.ErrNotFound)
 	}
@@ -675,13 +792,15 @@ func getRoom(ctx context.Context, q queryer, roomID string) (*store.Room, error)
 	return &r, nil
 }
 
-const eventCols = `e.pos, e.event_id, e.room_id, e.type, e.state_key, e.sender, e.depth, e.origin_ts, e.membership, e.json, e.door`
+const eventCols = `e.pos, e.event_id, e.room_id, e.type, e.state_key, e.sender, e.depth, e.origin_ts, e.membership, e.json, e.door,
+	e.flags, e.state_before, e.state_after`
 
 func scanEvent(sc interface{ Scan(...any) error }) (store.Event, error) {
 	var e store.Event
 	var sk sql.NullString
 	var js []byte
-	if err := sc.Scan(&e.Pos, &e.EventID, &e.RoomID, &e.Type, &sk, &e.Sender, &e.Depth, &e.OriginTS, &e.Membership, &js, &e.Door); err != nil {
+	if err := sc.Scan(&e.Pos, &e.EventID, &e.RoomID, &e.Type, &sk, &e.Sender, &e.Depth, &e.OriginTS, &e.Membership, &js, &e.Door,
+		&e.Flags, &e.StateBefore, &e.StateAfter); err != nil {
 		return e, err
 	}
 	if sk.Valid {
@@ -712,7 +831,7 @@ func queryEvents(ctx context.Context, q queryer, what, query string, args ...any
 }
 
 func (s *Store) EventByID(ctx context.Context, eventID string) (*store.Event, error) {
-	e, err := scanEvent(s.rq.QueryRowContext(ctx, `SELECT `+eventCols+` FROM events e WHERE e.event_id = ?`, eventID))
+	e, err := scanEvent(s.rq.QueryRowContext(ctx, `SELECT `+eventCols+` FROM events e WHERE e.event_id = ? AND e.flags = 0`, eventID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("sqlite: event %q: %w", eventID, store.ErrNotFound)
 	}
@@ -732,7 +851,7 @@ func (s *Store) EventsByID(ctx context.Context, eventIDs []string) ([]store.Even
 		return nil, err
 	}
 	return queryEvents(ctx, s.rq, "events by id", `SELECT `+eventCols+` FROM events e
-		WHERE e.event_id IN (SELECT value FROM json_each(?)) ORDER BY e.pos`, list)
+		WHERE e.event_id IN (SELECT value FROM json_each(?)) AND e.flags = 0 ORDER BY e.pos`, list)
 }
 
 func (s *Store) RoomEvents(ctx context.Context, roomID string, from, to int64, limit int, dir store.Direction) ([]store.Event, error) {
@@ -744,13 +863,13 @@ func (s *Store) RoomEvents(ctx context.Context, roomID string, from, to int64, l
 		limit = -1 // SQLite: no limit
 	}
 	return queryEvents(ctx, s.rq, "room events", `SELECT `+eventCols+` FROM events e
-		WHERE e.room_id = ? AND e.pos > ? AND e.pos <= ? ORDER BY e.pos `+order+` LIMIT ?`,
+		WHERE e.room_id = ? AND e.pos > ? AND e.pos <= ? AND e.pos > 0 AND e.flags = 0 ORDER BY e.pos `+order+` LIMIT ?`,
 		roomID, from, to, limit)
 }
 
 func (s *Store) StateEventsBetween(ctx context.Context, roomID string, from, to int64) ([]store.Event, error) {
 	return queryEvents(ctx, s.rq, "state events", `SELECT `+eventCols+` FROM events e
-		WHERE e.room_id = ? AND e.state_key IS NOT NULL AND e.pos > ? AND e.pos <= ? ORDER BY e.pos`,
+		WHERE e.room_id = ? AND e.state_key IS NOT NULL AND e.pos > ? AND e.pos <= ? AND e.pos > 0 AND e.flags = 0 ORDER BY e.pos`,
 		roomID, from, to)
 }
 

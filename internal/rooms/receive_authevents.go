@@ -1,0 +1,51 @@
+package rooms
+
+import (
+	"fmt"
+
+	"maunium.net/go/mautrix/federation/eventauth"
+	"maunium.net/go/mautrix/federation/pdu"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/eimis-hub/eimis/internal/store"
+)
+
+// checkAuthEvents is step 3: the event is authorised by the auth events it
+// names. They must all be stored (else ErrMissingAuth: fetch them first);
+// false means the event is rejected, as it is when one of them was.
+func (b *batch) checkAuthEvents(rs *roomState, in *inbound) (bool, error) {
+	evs, err := b.tx.EventsByIDAny(b.ctx, eventIDs(in.pdu.AuthEvents))
+	if err != nil {
+		return false, err
+	}
+	if len(evs) != len(in.pdu.AuthEvents) {
+		return false, opError{fmt.Errorf("%w: %d of %d known", ErrMissingAuth, len(evs), len(in.pdu.AuthEvents))}
+	}
+	auth := make([]*pdu.PDU, 0, len(evs))
+	for _, e := range evs {
+		if e.Flags&store.FlagRejected != 0 || e.RoomID != string(rs.roomID) {
+			return false, nil
+		}
+		p, err := ParsePDU(e.JSON)
+		if err != nil {
+			return false, fmt.Errorf("auth event %s: %w", e.EventID, err)
+		}
+		p.InternalMeta.EventID = id.EventID(e.EventID)
+		auth = append(auth, p)
+	}
+	get := func(ids []id.EventID) ([]*pdu.PDU, error) {
+		m, err := b.fetcher().Events(b.ctx, ids)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]*pdu.PDU, 0, len(m))
+		for _, p := range m {
+			out = append(out, p)
+		}
+		return out, nil
+	}
+	if err := eventauth.Authorize(in.version, in.pdu, auth, get, b.s.getKey); err != nil {
+		return false, nil
+	}
+	return true, nil
+}
