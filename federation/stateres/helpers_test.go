@@ -329,11 +329,6 @@ func (r *room) with(base []string, names ...string) []string {
 	return out
 }
 
-// without returns names minus the ones given.
-func without(names []string, drop ...string) []string {
-	return slices.DeleteFunc(slices.Clone(names), func(n string) bool { return slices.Contains(drop, n) })
-}
-
 // testGetKey knows the one test server's key.
 func testGetKey(server string, keyID id.KeyID, _ time.Time) (id.SigningKey, time.Time, error) {
 	if server == "example.org" && keyID == "ed25519:test" {
