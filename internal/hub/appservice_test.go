@@ -602,24 +602,7 @@ func asHasMessage(evs []*event.Event, sender id.UserID, body string) bool {
 // testBridge is the running bridgev2 bridge.
 type testBridge struct {
 	url, regPath string
-	log          *asLog
-}
-
-type asLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *asLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *asLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
+	log          *syncBuffer
 }
 
 // startTestBridge builds and starts bridges/appservice/testbridge. It is
@@ -638,7 +621,7 @@ func startTestBridge(t *testing.T, h *hubtest.Hub) *testBridge {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build the mautrix test bridge: %v\n%s", err, out)
 	}
-	tb := &testBridge{log: &asLog{}}
+	tb := &testBridge{log: &syncBuffer{}}
 	cmd := exec.Command(bin, "-homeserver", h.URL, "-domain", h.Config.ServerName,
 		"-db", filepath.Join(dir, "bridge.db"), "-registration", filepath.Join(dir, "registration.yaml"))
 	cmd.Stderr = tb.log
