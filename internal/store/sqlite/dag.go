@@ -10,6 +10,11 @@ import (
 )
 
 // The room DAG: forward extremities, state groups, current state.
+//
+// A room without room_extremities rows is linear: its one extremity is its
+// head (rooms.last_event_id at rooms.depth), or it has none while it has no
+// event. A row with event_id '' marks a room whose extremities are rows,
+// none of them left (see eventTx.advance).
 
 func (s *Store) Extremities(ctx context.Context, roomID string) ([]store.Extremity, error) {
 	return extremities(ctx, s.rq, roomID)
@@ -20,7 +25,10 @@ func (t *eventTx) Extremities(ctx context.Context, roomID string) ([]store.Extre
 }
 
 func extremities(ctx context.Context, q queryer, roomID string) ([]store.Extremity, error) {
-	rows, err := q.QueryContext(ctx, `SELECT event_id, depth FROM room_extremities WHERE room_id = ?`, roomID)
+	rows, err := q.QueryContext(ctx, `SELECT event_id, depth FROM room_extremities WHERE room_id = ?1 AND event_id <> ''
+		UNION ALL
+		SELECT last_event_id, depth FROM rooms WHERE room_id = ?1 AND last_event_id <> ''
+			AND NOT EXISTS (SELECT 1 FROM room_extremities WHERE room_id = ?1)`, roomID)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: extremities of %q: %w", roomID, err)
 	}

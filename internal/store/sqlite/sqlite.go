@@ -50,6 +50,8 @@ type Store struct {
 	insertEvent, updateRoom, upsertState, insertTxn, insertOutbox *sql.Stmt
 	insertEdge, dropExtremity, addExtremity, moveExtremity        *sql.Stmt
 	insertGroupEntry                                              *sql.Stmt
+	// The single-extremity fast path (see updateExtremities).
+	advanceLinear, materialiseLinear, settleExtremities, collapseExtremities *sql.Stmt
 	// The room server's once-per-batch look-ups, also prepared: parsing
 	// them cost more than running them.
 	txnEvents, getRooms *sql.Stmt
@@ -145,6 +147,22 @@ func (s *Store) prepare(ctx context.Context) error {
 			SELECT ?1, ?2, ?3 WHERE NOT EXISTS (SELECT 1 FROM event_edges WHERE prev_event_id = ?2)`},
 		{&s.moveExtremity, `UPDATE room_extremities SET event_id = ?1, depth = ?2
 			WHERE room_id = ?3 AND event_id = ?4 AND NOT EXISTS (SELECT 1 FROM event_edges WHERE prev_event_id = ?1)`},
+		{&s.advanceLinear, `UPDATE rooms SET last_event_id = ?1, depth = ?2, state_group = ?3
+			WHERE room_id = ?4 AND last_event_id = ?5 AND depth <= ?2
+			AND NOT EXISTS (SELECT 1 FROM room_extremities WHERE room_id = ?4)
+			AND NOT EXISTS (SELECT 1 FROM event_edges WHERE prev_event_id = ?1)`},
+		{&s.materialiseLinear, `INSERT INTO room_extremities (room_id, event_id, depth)
+			SELECT room_id, last_event_id, depth FROM rooms
+			WHERE room_id = ?1 AND last_event_id <> '' AND NOT EXISTS (SELECT 1 FROM room_extremities WHERE room_id = ?1)`},
+		// After the general path: a room left without extremities gets the
+		// marker row (so it does not read as linear); a room back to one
+		// extremity that is its head at its depth becomes linear again.
+		{&s.settleExtremities, `INSERT INTO room_extremities (room_id, event_id, depth)
+			SELECT ?1, '', 0 WHERE NOT EXISTS (SELECT 1 FROM room_extremities WHERE room_id = ?1)`},
+		{&s.collapseExtremities, `DELETE FROM room_extremities WHERE room_id = ?1
+			AND NOT EXISTS (SELECT 1 FROM room_extremities WHERE room_id = ?1 AND event_id NOT IN (?2, ''))
+			AND EXISTS (SELECT 1 FROM room_extremities x JOIN rooms r ON r.room_id = x.room_id
+				WHERE x.room_id = ?1 AND x.event_id = ?2 AND r.last_event_id = ?2 AND r.depth = x.depth)`},
 		{&s.insertGroupEntry, `INSERT INTO state_group_entries (group_id, type, state_key, event_id) VALUES (?, ?, ?, ?)`},
 		{&s.upsertState, `INSERT INTO current_state (room_id, type, state_key, pos, event_id, membership)
 			VALUES (?, ?, ?, ?, ?, ?)
@@ -648,10 +666,7 @@ func (t *eventTx) insertEvent(ctx context.Context, e store.NewEvent) (int64, err
 	if err := t.insertEdges(ctx, e); err != nil {
 		return 0, err
 	}
-	if err := t.updateExtremities(ctx, e); err != nil {
-		return 0, err
-	}
-	if _, err := st(t.s.updateRoom).ExecContext(ctx, e.EventID, e.Depth, e.StateAfter, e.RoomID); err != nil {
+	if err := t.advance(ctx, e); err != nil {
 		return 0, err
 	}
 	if e.StateKey != nil {
@@ -674,6 +689,48 @@ func (t *eventTx) insertEvent(ctx context.Context, e store.NewEvent) (int64, err
 		return 0, err
 	}
 	return pos, nil
+}
+
+// advance moves the room's head, depth, state group and forward
+// extremities past a live event.
+//
+// A linear room (a single extremity that is its head, at its depth) keeps
+// no room_extremities rows: its extremity is read from its rooms row, and
+// an event that extends it (its one prev_event is the head, or the room is
+// empty and it has none) is one UPDATE of that row. Anything else takes
+// the general path: the implicit extremity becomes a row first, and a room
+// left without any extremity keeps a marker row (event_id ”) so it does
+// not read as linear.
+func (t *eventTx) advance(ctx context.Context, e store.NewEvent) error {
+	if len(e.PrevEvents) <= 1 {
+		prev := ""
+		if len(e.PrevEvents) == 1 {
+			prev = e.PrevEvents[0]
+		}
+		res, err := t.stmt(ctx, t.s.advanceLinear).ExecContext(ctx, e.EventID, e.Depth, e.StateAfter, e.RoomID, prev)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 1 {
+			return nil
+		}
+	}
+	if _, err := t.stmt(ctx, t.s.materialiseLinear).ExecContext(ctx, e.RoomID); err != nil {
+		return err
+	}
+	if err := t.updateExtremities(ctx, e); err != nil {
+		return err
+	}
+	if _, err := t.stmt(ctx, t.s.updateRoom).ExecContext(ctx, e.EventID, e.Depth, e.StateAfter, e.RoomID); err != nil {
+		return err
+	}
+	if _, err := t.stmt(ctx, t.s.settleExtremities).ExecContext(ctx, e.RoomID); err != nil {
+		return err
+	}
+	_, err := t.stmt(ctx, t.s.collapseExtremities).ExecContext(ctx, e.RoomID, e.EventID)
+	return err
 }
 
 // updateExtremities takes a live event's prev_events out of the forward
