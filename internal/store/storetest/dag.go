@@ -16,6 +16,7 @@ var dagTests = []struct {
 }{
 	{"DAGExtremities", testDAGExtremities},
 	{"DAGExtremitiesInOneBatch", testDAGExtremitiesInOneBatch},
+	{"DAGExtremitiesEdgeCases", testDAGExtremitiesEdgeCases},
 	{"DAGStateGroups", testDAGStateGroups},
 	{"DAGStateGroupSnapshots", testDAGStateGroupSnapshots},
 	{"DAGSetCurrentState", testDAGSetCurrentState},
@@ -93,6 +94,71 @@ func testDAGExtremities(t *testing.T, s store.Store) {
 	if got := extremityIDs(t, s, room); !slices.Equal(got, []string{"$child"}) {
 		t.Errorf("extremities after a late parent = %v, want [$child]", got)
 	}
+}
+
+// The linear fast path (a room with one extremity keeps it in its rooms
+// row) must not mistake other shapes for a line: a first event naming two
+// unknown parents, a room whose only event is not an extremity, a line
+// resumed after a merge, and a send that is local in a forked room.
+func testDAGExtremitiesEdgeCases(t *testing.T, s store.Store) {
+	local := func(room, id string, depth int64, prev ...string) store.NewEvent {
+		e := dagEv(room, id, depth, prev...)
+		e.Local = true
+		return e
+	}
+	t.Run("first event with two unknown parents", func(t *testing.T) {
+		const room = "!edge1:hub"
+		createRoom(t, s, room)
+		insert(t, s, dagEv(room, "$first", 5, "$unknown1", "$unknown2"))
+		if got := extremityIDs(t, s, room); !slices.Equal(got, []string{"$first"}) {
+			t.Fatalf("extremities = %v, want [$first]", got)
+		}
+		insert(t, s, local(room, "$next", 6, "$first"))
+		if got := extremityIDs(t, s, room); !slices.Equal(got, []string{"$next"}) {
+			t.Fatalf("after a local send: %v, want [$next]", got)
+		}
+	})
+	t.Run("only event soft-failed", func(t *testing.T) {
+		const room = "!edge2:hub"
+		createRoom(t, s, room)
+		sf := dagEv(room, "$sf", 1)
+		sf.Flags = store.FlagSoftFailed
+		insert(t, s, sf)
+		if got := extremityIDs(t, s, room); len(got) != 0 {
+			t.Fatalf("extremities with only a soft-failed event = %v, want none", got)
+		}
+		insert(t, s, dagEv(room, "$n", 2, "$sf"))
+		if got := extremityIDs(t, s, room); !slices.Equal(got, []string{"$n"}) {
+			t.Fatalf("after the next event: %v, want [$n]", got)
+		}
+		insert(t, s, local(room, "$n2", 3, "$n"))
+		if got := extremityIDs(t, s, room); !slices.Equal(got, []string{"$n2"}) {
+			t.Fatalf("after a local send: %v, want [$n2]", got)
+		}
+	})
+	t.Run("fork, local merge, line again, fork again", func(t *testing.T) {
+		const room = "!edge3:hub"
+		createRoom(t, s, room)
+		insert(t, s, local(room, "$a", 1), local(room, "$b", 2, "$a"))
+		insert(t, s, dagEv(room, "$remote", 2, "$a"))
+		if got := extremityIDs(t, s, room); !slices.Equal(got, []string{"$b", "$remote"}) {
+			t.Fatalf("fork: %v", got)
+		}
+		insert(t, s, local(room, "$m", 3, "$b", "$remote"))
+		insert(t, s, local(room, "$l1", 4, "$m"), local(room, "$l2", 5, "$l1"))
+		if got := extremityIDs(t, s, room); !slices.Equal(got, []string{"$l2"}) {
+			t.Fatalf("line after the merge: %v, want [$l2]", got)
+		}
+		insert(t, s, dagEv(room, "$r2", 5, "$l1"))
+		if got := extremityIDs(t, s, room); !slices.Equal(got, []string{"$l2", "$r2"}) {
+			t.Fatalf("second fork: %v, want [$l2 $r2]", got)
+		}
+		r, err := s.GetRoom(t.Context(), room)
+		must(t, "GetRoom", err)
+		if r.Depth != 5 {
+			t.Errorf("room depth = %d, want 5", r.Depth)
+		}
+	})
 }
 
 // In one transaction (Postgres buffers the rows), a chain and a fork come
