@@ -30,11 +30,28 @@ type AddOptions struct {
 	Now           time.Time
 }
 
+// AdminStore is what the CLI's Add, List and Remove need: the appservice
+// tables, the accounts and service accounts a registration creates, and
+// the devices and memberships they touch.
+type AdminStore interface {
+	store.AppserviceStore
+
+	GetAccount(ctx context.Context, localpart string) (*store.Account, error)
+	CreateAccount(ctx context.Context, a store.Account) error
+	Accounts(ctx context.Context, fn func(store.Account) error) error
+	ListDevices(ctx context.Context, localpart string) ([]store.Device, error)
+	DeleteAllDevices(ctx context.Context, localpart string) error
+	CreateServiceAccount(ctx context.Context, a store.ServiceAccount) error
+	ServiceAccounts(ctx context.Context) ([]store.ServiceAccount, error)
+	UserMemberships(ctx context.Context, userID string) ([]store.Membership, error)
+	MaxPos(ctx context.Context) (int64, error)
+}
+
 // Add registers an appservice in the store, after checking it against
 // the others: no two appservices may hold overlapping namespaces where
 // either is exclusive, nor share a token. Running hubs pick it up at
 // their next reload.
-func Add(ctx context.Context, st store.Store, reg *Registration, o AddOptions) (*Compiled, error) {
+func Add(ctx context.Context, st AdminStore, reg *Registration, o AddOptions) (*Compiled, error) {
 	c, err := reg.Validate(o.ServerName)
 	if err != nil {
 		return nil, err
@@ -150,7 +167,7 @@ func conflicts(c, other *Compiled) error {
 
 // serviceAccounts lists the appservice's own accounts, refusing names
 // already registered to someone else.
-func serviceAccounts(ctx context.Context, st store.Store, c *Compiled, responsible string) ([]string, error) {
+func serviceAccounts(ctx context.Context, st AdminStore, c *Compiled, responsible string) ([]string, error) {
 	existing, err := st.ServiceAccounts(ctx)
 	if err != nil {
 		return nil, err
@@ -179,7 +196,7 @@ func serviceAccounts(ctx context.Context, st store.Store, c *Compiled, responsib
 	return lps, nil
 }
 
-func seedMembers(ctx context.Context, st store.Store, c *Compiled, serverName string) error {
+func seedMembers(ctx context.Context, st AdminStore, c *Compiled, serverName string) error {
 	var users []string
 	err := st.Accounts(ctx, func(a store.Account) error {
 		if u := "@" + a.Localpart + ":" + serverName; c.IsUser(u) {
@@ -214,7 +231,7 @@ type Registered struct {
 }
 
 // List returns the stored registrations.
-func List(ctx context.Context, st store.Store, serverName string) ([]Registered, error) {
+func List(ctx context.Context, st AdminStore, serverName string) ([]Registered, error) {
 	rows, err := st.Appservices(ctx)
 	if err != nil {
 		return nil, err
@@ -236,7 +253,7 @@ func List(ctx context.Context, st store.Store, serverName string) ([]Registered,
 // users were logged out. The accounts and their applicative
 // registrations stay, as every account does, with nobody able to use
 // them.
-func Remove(ctx context.Context, st store.Store, serverName, asID string) (int, error) {
+func Remove(ctx context.Context, st AdminStore, serverName, asID string) (int, error) {
 	rows, err := st.Appservices(ctx)
 	if err != nil {
 		return 0, err

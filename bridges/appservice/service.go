@@ -26,10 +26,24 @@ import (
 	"github.com/eimis-hub/eimis/internal/store"
 )
 
+// Store is what the running component needs: the appservice tables
+// (registrations, leases, queues, transactions), the events and receipts
+// it pushes, and the accounts and bindings its consent checks read.
+type Store interface {
+	store.AppserviceStore
+
+	MaxPos(ctx context.Context) (int64, error)
+	EventsByID(ctx context.Context, eventIDs []string) ([]store.Event, error)
+	CurrentStateEvent(ctx context.Context, roomID, evType, stateKey string) (*store.Event, error)
+	ReceiptsSince(ctx context.Context, roomIDs []string, from, to int64) ([]store.Receipt, error)
+	GetAccount(ctx context.Context, localpart string) (*store.Account, error)
+	Bindings(ctx context.Context, f store.BindingFilter) ([]store.Binding, error)
+}
+
 // Config wires the appservice component of one hub instance.
 type Config struct {
 	ServerName string
-	Store      store.Store
+	Store      Store
 	Bus        *bus.Bus
 	Policy     *policy.Engine
 	IDs        *identity.Service

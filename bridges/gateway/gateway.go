@@ -168,10 +168,33 @@ func (l *Limits) defaults() {
 	defD(&l.RecheckInterval, 10*time.Second)
 }
 
+// Store is what the gateway reads and writes: the bridges and their
+// bindings (consent's store), the accounts it acts for, and the events,
+// state and memberships it serves to bridges.
+type Store interface {
+	consent.Store
+
+	GetBridge(ctx context.Context, id string) (*store.Bridge, error)
+	BridgeByTokenHash(ctx context.Context, tokenHash []byte) (*store.Bridge, error)
+	UnbindBridgeUser(ctx context.Context, bridgeID, userID string) (bool, error)
+	UserBridges(ctx context.Context, userID string) ([]string, error)
+	MembershipAt(ctx context.Context, roomID, userID string, pos int64) (string, error)
+
+	GetAccount(ctx context.Context, localpart string) (*store.Account, error)
+	AccountsExist(ctx context.Context, localparts []string) (map[string]bool, error)
+
+	GetRoom(ctx context.Context, roomID string) (*store.Room, error)
+	EventByID(ctx context.Context, eventID string) (*store.Event, error)
+	CurrentState(ctx context.Context, roomID string) ([]store.Event, error)
+	CurrentStateEvent(ctx context.Context, roomID, evType, stateKey string) (*store.Event, error)
+	UserMemberships(ctx context.Context, userID string) ([]store.Membership, error)
+	PutReceipt(ctx context.Context, r store.Receipt) (int64, error)
+}
+
 // Config wires the gateway.
 type Config struct {
 	ServerName string
-	Store      store.Store
+	Store      Store
 	Rooms      Rooms
 	Policy     Policy
 	IDs        *identity.Service
@@ -459,9 +482,15 @@ func HashToken(token string) []byte {
 // ErrBadBridgeID is returned by AddBridge for an ID outside the syntax.
 var ErrBadBridgeID = errors.New("bridge ID must match [a-z0-9][a-z0-9._-]{0,63}")
 
+// BridgeAdder is what AddBridge needs.
+type BridgeAdder interface {
+	GetOperator(ctx context.Context, id string) (*store.Operator, error)
+	AddBridge(ctx context.Context, b store.Bridge) (*store.Bridge, error)
+}
+
 // AddBridge registers a bridge of an existing, non-revoked operator and
 // returns its token, which exists nowhere else afterwards.
-func AddBridge(ctx context.Context, st store.Store, bridgeID, operatorID string) (string, *store.Bridge, error) {
+func AddBridge(ctx context.Context, st BridgeAdder, bridgeID, operatorID string) (string, *store.Bridge, error) {
 	if !ValidBridgeID(bridgeID) {
 		return "", nil, ErrBadBridgeID
 	}

@@ -23,10 +23,17 @@ const userUsage = `usage: eimis-hub user create --localpart IDNAT --password P [
        eimis-hub user create --localpart L --kind admin --name N --password P [store flags]
 `
 
+// admissionStore is what admission reads: the directory and the service
+// accounts.
+type admissionStore interface {
+	directory.Store
+	ServiceAccounts(ctx context.Context) ([]store.ServiceAccount, error)
+}
+
 // admission builds the policy the hub itself applies, from the stored
 // directory and service accounts, so that accounts made from the command
 // line obey the same rules as those made through the API.
-func admission(ctx context.Context, st store.Store, serverName string, professions []string) (*policy.Engine, error) {
+func admission(ctx context.Context, st admissionStore, serverName string, professions []string) (*policy.Engine, error) {
 	ix, err := directory.LoadIndex(ctx, st)
 	if err != nil {
 		return nil, err
@@ -94,7 +101,12 @@ func userCreate(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-func registerService(ctx context.Context, st store.Store, localpart, kind, name, responsible string) error {
+// serviceRegistrar is what registerService writes.
+type serviceRegistrar interface {
+	CreateServiceAccount(ctx context.Context, a store.ServiceAccount) error
+}
+
+func registerService(ctx context.Context, st serviceRegistrar, localpart, kind, name, responsible string) error {
 	switch kind {
 	case store.KindOrganisational, store.KindApplicative:
 		if _, _, err := directory.ParseIDNat(responsible); err != nil {

@@ -5,6 +5,7 @@ package clientapi
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -60,10 +61,37 @@ type Readiness interface {
 	Ping(ctx context.Context) error
 }
 
+// Store is what the Client-Server API reads and writes directly (rooms,
+// sessions and /sync go through their own services): profiles and
+// accounts, devices, login tokens, aliases, account data, receipts,
+// filters, and a few membership and state reads.
+type Store interface {
+	store.AliasStore
+
+	GetAccount(ctx context.Context, localpart string) (*store.Account, error)
+	SearchAccounts(ctx context.Context, term string, limit int) ([]store.Account, error)
+	AccountsExist(ctx context.Context, localparts []string) (map[string]bool, error)
+	SetDisplayName(ctx context.Context, localpart, name string) error
+	SetAvatarURL(ctx context.Context, localpart, url string) error
+	CreateDevice(ctx context.Context, d store.Device) error
+	ListDevices(ctx context.Context, localpart string) ([]store.Device, error)
+	PutLoginToken(ctx context.Context, tokenHash []byte, localpart string, expires time.Time) error
+	TakeLoginToken(ctx context.Context, tokenHash []byte, now time.Time) (string, error)
+
+	PutAccountData(ctx context.Context, d store.AccountData) (int64, error)
+	GetAccountData(ctx context.Context, userID, roomID, typ string) (*store.AccountData, error)
+	PutReceipt(ctx context.Context, r store.Receipt) (int64, error)
+	PutFilter(ctx context.Context, userID string, filter json.RawMessage) (string, error)
+	GetFilter(ctx context.Context, userID, filterID string) (json.RawMessage, error)
+
+	CurrentStateEvent(ctx context.Context, roomID, evType, stateKey string) (*store.Event, error)
+	UserMemberships(ctx context.Context, userID string) ([]store.Membership, error)
+}
+
 // API is the Client-Server API.
 type API struct {
 	cfg    Config
-	st     store.Store
+	st     Store
 	ids    *identity.Service
 	shared *identity.SharedSecretRegistrar
 	rooms  *rooms.Server
@@ -109,7 +137,7 @@ type Appservices interface {
 func (a *API) SetAppservices(as Appservices) { a.appservices = as }
 
 // New builds the API. shared may be nil (shared-secret registration off).
-func New(cfg Config, st store.Store, ids *identity.Service, shared *identity.SharedSecretRegistrar,
+func New(cfg Config, st Store, ids *identity.Service, shared *identity.SharedSecretRegistrar,
 	rs *rooms.Server, sy *syncapi.API, log *slog.Logger, ready map[string]Readiness) *API {
 	return &API{cfg: cfg, st: st, ids: ids, shared: shared, rooms: rs, sync: sy, log: log, ready: ready,
 		filters: map[[2]string]int{}}

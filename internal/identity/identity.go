@@ -49,7 +49,7 @@ type Session struct {
 
 // Service is the account and session authority.
 type Service struct {
-	store      store.Store
+	store      store.AccountStore
 	serverName string
 	bcryptCost int
 
@@ -120,7 +120,7 @@ type cachedSession struct {
 }
 
 // New returns a Service. bcryptCost 0 means bcrypt.DefaultCost.
-func New(st store.Store, serverName string, bcryptCost int) *Service {
+func New(st store.AccountStore, serverName string, bcryptCost int) *Service {
 	if bcryptCost == 0 {
 		bcryptCost = bcrypt.DefaultCost
 	}

@@ -22,9 +22,17 @@ type Publisher interface {
 	PublishEvents(ctx context.Context, msgs []bus.EventMsg) error
 }
 
+// Store is the persistence the relay needs: the outbox rows and the
+// events they name.
+type Store interface {
+	PendingOutbox(ctx context.Context, after int64, limit int) ([]store.OutboxEntry, error)
+	DeleteOutbox(ctx context.Context, positions []int64) error
+	EventsByID(ctx context.Context, eventIDs []string) ([]store.Event, error)
+}
+
 // Relay moves outbox rows to the bus.
 type Relay struct {
-	st    store.Store
+	st    Store
 	pub   Publisher
 	log   *slog.Logger
 	queue chan []store.Event
@@ -47,7 +55,7 @@ type publishedRow struct {
 }
 
 // New returns a relay; call Run to start it.
-func New(st store.Store, pub Publisher, log *slog.Logger, retain time.Duration) *Relay {
+func New(st Store, pub Publisher, log *slog.Logger, retain time.Duration) *Relay {
 	return &Relay{
 		st: st, pub: pub, log: log, queue: make(chan []store.Event, 1024),
 		Retain: retain, SweepEvery: 30 * time.Second, retained: map[int64]struct{}{},

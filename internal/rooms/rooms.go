@@ -91,9 +91,17 @@ func IsSupported(v id.RoomVersion) bool {
 	return false
 }
 
+// Store is what the room server needs: its one write path (every read
+// that decides a write happens inside it, under the stream lock) and a
+// room's head outside it.
+type Store interface {
+	WriteEvents(ctx context.Context, fn func(tx store.EventTx) error) error
+	GetRoom(ctx context.Context, roomID string) (*store.Room, error)
+}
+
 // Server is the room server.
 type Server struct {
-	st   store.Store
+	st   Store
 	cfg  Config
 	pub  Publisher
 	log  *slog.Logger
@@ -128,7 +136,7 @@ type Result struct {
 }
 
 // New starts the room server's writer.
-func New(st store.Store, cfg Config, pub Publisher, log *slog.Logger) *Server {
+func New(st Store, cfg Config, pub Publisher, log *slog.Logger) *Server {
 	if cfg.BatchMax <= 0 {
 		cfg.BatchMax = 256
 	}

@@ -51,7 +51,7 @@ func pageAll(t *testing.T, a *API, user, roomID, from string, backward bool, lim
 // visibility cannot be decided by position); stream tokens still work.
 func TestMessagesTopological(t *testing.T) {
 	a, _ := testAPI(t)
-	r := newRoom(t, a.st, "!topo:hub")
+	r := newRoom(t, a.st.(store.Store), "!topo:hub")
 	r.member("@alice:hub", "join") // depth 1
 	r.hv("shared")                 // 2
 	m3 := r.msg()                  // 3
@@ -105,7 +105,7 @@ func TestMessagesTopological(t *testing.T) {
 // was "shared", so they see it).
 func TestMessagesTopologicalVisibility(t *testing.T) {
 	a, _ := testAPI(t)
-	r := newRoom(t, a.st, "!tv:hub")
+	r := newRoom(t, a.st.(store.Store), "!tv:hub")
 	r.member("@alice:hub", "join")
 	r.hv("joined")
 	hidden := r.msg()

@@ -27,9 +27,30 @@ type Bus interface {
 	SubscribeEphemeral(subject string, fn func([]byte)) (func(), error)
 }
 
+// Store is what the sync API reads: stream heads, timelines (live and
+// topological), state now and at a position, memberships, account data
+// and receipts. It never writes.
+type Store interface {
+	MaxPos(ctx context.Context) (int64, error)
+	StreamHeads(ctx context.Context) (store.Heads, error)
+	AccountDataSince(ctx context.Context, userID string, from, to int64) ([]store.AccountData, error)
+	ReceiptsSince(ctx context.Context, roomIDs []string, from, to int64) ([]store.Receipt, error)
+
+	EventByID(ctx context.Context, eventID string) (*store.Event, error)
+	RoomEvents(ctx context.Context, roomID string, from, to int64, limit int, dir store.Direction) ([]store.Event, error)
+	RoomEventsTopo(ctx context.Context, roomID string, from store.TopoPos, limit int, dir store.Direction, minPos, maxPos int64) ([]store.Event, error)
+	StateEventsBetween(ctx context.Context, roomID string, from, to int64) ([]store.Event, error)
+	CurrentState(ctx context.Context, roomID string) ([]store.Event, error)
+	CurrentStateEvent(ctx context.Context, roomID, evType, stateKey string) (*store.Event, error)
+	UserMemberships(ctx context.Context, userID string) ([]store.Membership, error)
+	RoomMembers(ctx context.Context, roomID, membership string) ([]store.Membership, error)
+
+	store.HistoryStore
+}
+
 // API computes sync responses.
 type API struct {
-	st         store.Store
+	st         Store
 	bus        Bus
 	n          *Notifier
 	log        *slog.Logger
@@ -37,7 +58,7 @@ type API struct {
 }
 
 // New starts watching the bus.
-func New(ctx context.Context, st store.Store, b Bus, log *slog.Logger, maxTimeout time.Duration, onWake func()) (*API, error) {
+func New(ctx context.Context, st Store, b Bus, log *slog.Logger, maxTimeout time.Duration, onWake func()) (*API, error) {
 	a := &API{st: st, bus: b, n: NewNotifier(log, onWake), log: log, maxTimeout: maxTimeout}
 	go a.watch(ctx)
 	unsubTyping, err := b.SubscribeEphemeral(bus.SubjectTyping, a.n.OnTyping)

@@ -130,7 +130,7 @@ func timelineIDs(tl Timeline) []string {
 func TestSyncVisibility(t *testing.T) {
 	a, cs := testAPI(t)
 	const bob = "@bob:hub"
-	r := newRoom(t, a.st, "!joined:hub")
+	r := newRoom(t, a.st.(store.Store), "!joined:hub")
 	r.member("@alice:hub", "join")
 	r.hv("joined")
 	hidden := []string{r.msg(), r.msg()}
@@ -190,7 +190,7 @@ func TestSyncVisibility(t *testing.T) {
 // room with one new message since the token.
 func BenchmarkSyncIncremental(b *testing.B) {
 	a, _ := testAPI(b)
-	r := newRoom(b, a.st, "!bench:hub")
+	r := newRoom(b, a.st.(store.Store), "!bench:hub")
 	r.member("@alice:hub", "join")
 	r.hv("shared")
 	for i := range 20 {

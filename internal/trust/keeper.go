@@ -34,9 +34,21 @@ type Removal struct {
 	Rooms  []id.RoomID
 }
 
+// Store is the persistence the keeper needs: the directory (read, and
+// written by the FHIR sync), the accounts and service accounts it checks,
+// and the devices and memberships of the people it removes.
+type Store interface {
+	fhir.SyncStore
+	DirectoryRevision(ctx context.Context) (int64, error)
+	ServiceAccounts(ctx context.Context) ([]store.ServiceAccount, error)
+	Accounts(ctx context.Context, fn func(store.Account) error) error
+	ListDevices(ctx context.Context, localpart string) ([]store.Device, error)
+	UserMemberships(ctx context.Context, userID string) ([]store.Membership, error)
+}
+
 // Config wires the keeper.
 type Config struct {
-	Store   store.Store
+	Store   Store
 	Dir     *directory.Atomic
 	Policy  *policy.Engine
 	Rooms   *rooms.Server
