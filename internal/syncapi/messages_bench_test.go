@@ -13,13 +13,14 @@ import (
 // the start, as a member who may see all of it. One op is a whole walk.
 func BenchmarkMessagesPaging(b *testing.B) {
 	a, _ := testAPI(b)
-	r := newRoom(b, a.st, "!page:hub")
+	st := a.st.(store.Store)
+	r := newRoom(b, st, "!page:hub")
 	r.member("@alice:hub", "join")
 	r.hv("shared")
 	ctx := context.Background()
 	const total, perTx = 10000, 500
 	for done := 0; done < total; done += perTx {
-		err := a.st.WriteEvents(ctx, func(tx store.EventTx) error {
+		err := st.WriteEvents(ctx, func(tx store.EventTx) error {
 			for range perTx {
 				r.depth++
 				id := fmt.Sprintf("$page-%d", r.depth)
