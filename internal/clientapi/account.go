@@ -10,6 +10,7 @@ import (
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/eimis-hub/eimis/internal/audit"
 	"github.com/eimis-hub/eimis/internal/directory"
 	"github.com/eimis-hub/eimis/internal/door"
 	"github.com/eimis-hub/eimis/internal/errclass"
@@ -299,7 +300,8 @@ func (a *API) sharedSecretRegister(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := a.shared.Verify(req.Nonce, req.Username, req.Password, req.Admin, req.MAC); err != nil {
-		writeErr(w, mautrix.MForbidden.WithMessage("%s", err.Error()))
+		a.forbid(w, r, policy.LoginTokenInvalid, audit.ActionAccountCreate, "",
+			mautrix.MForbidden.WithMessage("%s", err.Error()))
 		return
 	}
 	a.createAndLogin(w, r, req.Username, req.Password, req.Admin, "", "", false)
@@ -393,7 +395,8 @@ func (a *API) appserviceLogin(w http.ResponseWriter, r *http.Request, req loginR
 	}
 	lp, err := a.ids.LocalpartOf(uid)
 	if err != nil || !a.appservices.Owns(asID, uid) {
-		writeErr(w, mautrix.MForbidden.WithMessage("%s is not a user application service %s may log in", uid, asID))
+		a.forbid(w, r, policy.ActingForAnother, "login", string(uid),
+			mautrix.MForbidden.WithMessage("%s is not a user application service %s may log in", uid, asID))
 		return
 	}
 	if !a.limitAppservice(w, r, asID, ratelimit.LoginAccount, 1, door.Refusal{Action: "login", Actor: string(uid)}) {
@@ -415,7 +418,8 @@ func (a *API) appserviceLogin(w http.ResponseWriter, r *http.Request, req loginR
 func (a *API) appservicePing(w http.ResponseWriter, r *http.Request, s identity.Session) {
 	asID := r.PathValue("appserviceId")
 	if a.appservices == nil || s.Appservice == "" || s.Appservice != asID {
-		writeErr(w, mautrix.MForbidden.WithMessage("Only application service %s may ping itself, with its as_token", asID))
+		a.forbid(w, r, policy.ActingForAnother, "appservice.ping", "appservice:"+asID,
+			mautrix.MForbidden.WithMessage("Only application service %s may ping itself, with its as_token", asID))
 		return
 	}
 	var req struct {
@@ -542,7 +546,8 @@ func (a *API) getProfileField(w http.ResponseWriter, r *http.Request, s *identit
 
 func (a *API) putProfileField(w http.ResponseWriter, r *http.Request, s identity.Session) {
 	if r.PathValue("userId") != string(s.UserID) {
-		writeErr(w, mautrix.MForbidden.WithMessage("You cannot change another user's profile"))
+		a.forbid(w, r, policy.ActingForAnother, audit.ActionProfileUpdate, r.PathValue("userId"),
+			mautrix.MForbidden.WithMessage("You cannot change another user's profile"))
 		return
 	}
 	field := r.PathValue("field")

@@ -11,6 +11,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/eimis-hub/eimis/internal/identity"
+	"github.com/eimis-hub/eimis/internal/policy"
 	"github.com/eimis-hub/eimis/internal/store"
 )
 
@@ -144,7 +145,8 @@ func (a *API) deleteAlias(w http.ResponseWriter, r *http.Request, s identity.Ses
 		return
 	}
 	if !s.Admin {
-		writeErr(w, mautrix.MForbidden.WithMessage("Only server admins can delete aliases"))
+		a.forbid(w, r, policy.NotServerAdmin, "alias.delete", alias,
+			mautrix.MForbidden.WithMessage("Only server admins can delete aliases"))
 		return
 	}
 	err := a.st.DeleteAlias(r.Context(), alias)

@@ -8,6 +8,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/eimis-hub/eimis/internal/identity"
+	"github.com/eimis-hub/eimis/internal/policy"
 	"github.com/eimis-hub/eimis/internal/store"
 )
 
@@ -54,9 +55,9 @@ func (a *API) checkTarget(w http.ResponseWriter, r *http.Request, s identity.Ses
 		}
 	}
 	if want[0] == "ban" {
-		writeErr(w, mautrix.MForbidden.WithMessage("The target user is not banned from the room"))
+		a.forbid(w, r, policy.RoomRules, actionOf(r), string(target), mautrix.MForbidden.WithMessage("The target user is not banned from the room"))
 	} else {
-		writeErr(w, mautrix.MForbidden.WithMessage("The target user is not in the room"))
+		a.forbid(w, r, policy.RoomRules, actionOf(r), string(target), mautrix.MForbidden.WithMessage("The target user is not in the room"))
 	}
 	return false
 }

@@ -104,6 +104,8 @@ func (a *API) checkInvitee(r *http.Request, u id.UserID) *mautrix.RespError {
 		return &e
 	}
 	if hs != a.cfg.ServerName {
+		a.refuse(r.Context(), door.Refusal{Code: string(policy.ForeignServer), Actor: actorOf(r), Action: actionOf(r),
+			RoomID: r.PathValue("roomId"), Target: string(u)})
 		e := mautrix.MForbidden.WithMessage("Federation with %s is not enabled on this hub", hs)
 		return &e
 	}
@@ -553,7 +555,8 @@ func (a *API) relations(w http.ResponseWriter, r *http.Request, s identity.Sessi
 
 func (a *API) typing(w http.ResponseWriter, r *http.Request, s identity.Session) {
 	if r.PathValue("userId") != string(s.UserID) {
-		writeErr(w, mautrix.MForbidden.WithMessage("Cannot set typing for another user"))
+		a.forbid(w, r, policy.ActingForAnother, "typing.send", r.PathValue("userId"),
+			mautrix.MForbidden.WithMessage("Cannot set typing for another user"))
 		return
 	}
 	var req struct {

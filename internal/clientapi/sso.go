@@ -159,7 +159,7 @@ func (a *API) tokenLogin(w http.ResponseWriter, r *http.Request, req loginReques
 	}
 	lp, err := a.st.TakeLoginToken(r.Context(), identity.HashToken(req.Token), time.Now())
 	if errors.Is(err, store.ErrNotFound) {
-		writeErr(w, mautrix.MForbidden.WithMessage("Invalid or expired login token"))
+		a.forbid(w, r, policy.LoginTokenInvalid, "login.token", "", mautrix.MForbidden.WithMessage("Invalid or expired login token"))
 		return
 	} else if err != nil {
 		a.internal(w, r, err)

@@ -83,6 +83,15 @@ func (a *API) audit(r *http.Request, e AuditEvent) {
 	a.trust.Audit.Record(r.Context(), e)
 }
 
+// forbid answers a refusal the Client-Server API decides itself (not
+// the trust space's or the room server's): it takes the one refusal path
+// with its code and action, then writes e.
+func (a *API) forbid(w http.ResponseWriter, r *http.Request, code policy.Code, action, target string, e mautrix.RespError) {
+	roomID := r.PathValue("roomId")
+	a.refuse(r.Context(), door.Refusal{Code: string(code), Actor: actorOf(r), Action: action, RoomID: roomID, Target: target})
+	writeErr(w, e)
+}
+
 // refuse hands a refusal to the one refusal path, with the door and
 // request ID of the request it came from.
 func (a *API) refuse(ctx context.Context, ref door.Refusal) {

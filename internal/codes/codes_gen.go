@@ -296,4 +296,14 @@ var table = [...]Info{
 		Message:     Text{EN: "the media store refused the file", FR: "le stockage des médias a refusé le fichier"},
 		Description: "The media store refused the file (too large, not storable).",
 	},
+	{
+		Code: "EIMIS_ACTING_FOR_ANOTHER", Group: "access", HTTPStatus: 403, Errcode: "M_FORBIDDEN", Refusal: true,
+		Message:     Text{EN: "%s: a caller acts only for itself", FR: "%s : un appelant n'agit que pour lui-même"},
+		Description: "A request acted for another user than the caller (a profile, typing, an appservice logging in or pinging for someone it does not own).",
+	},
+	{
+		Code: "EIMIS_LOGIN_TOKEN_INVALID", Group: "login", HTTPStatus: 403, Errcode: "M_FORBIDDEN", Refusal: true,
+		Message:     Text{EN: "the login token or registration proof for %s is invalid, used or expired", FR: "le jeton de connexion ou la preuve d'inscription pour %s est invalide, déjà utilisé ou expiré"},
+		Description: "The single-use login token (the end of a Pro Santé Connect login, or the shared-secret registration's MAC) is invalid, used or expired.",
+	},
 }

@@ -89,6 +89,16 @@ func TestRefusalsTakeOnePath(t *testing.T) {
 	if _, err := carol.SendText(ctx, room.RoomID, "not a member"); err == nil {
 		t.Fatal("a non-member could send")
 	}
+	// Client-Server API: acting for someone else (another's typing and
+	// profile).
+	for _, c := range []struct{ method, path string }{
+		{"PUT", "/_matrix/client/v3/rooms/" + string(room.RoomID) + "/typing/" + string(carol.UserID)},
+		{"PUT", "/_matrix/client/v3/profile/" + string(carol.UserID) + "/displayname"},
+	} {
+		if st, out := call(t, h.URL, alice.AccessToken, c.method, c.path, map[string]any{"typing": true, "displayname": "x"}); st != 403 {
+			t.Fatalf("%s %s: %d %v, want 403", c.method, c.path, st, out)
+		}
+	}
 	for _, c := range []struct{ code, door string }{
 		{"EIMIS_NOT_IN_DIRECTORY", "client"}, {"EIMIS_NOT_BOUND", "bridge"}, {"EIMIS_NOT_A_SERVER_ADMIN", "admin"},
 		{"EIMIS_FORBIDDEN", "client"},
@@ -96,6 +106,9 @@ func TestRefusalsTakeOnePath(t *testing.T) {
 		if n := refusalCount(t, h, c.code, c.door); n != 1 {
 			t.Errorf("eimis_policy_refusals_total{code=%q,door=%q} = %d, want 1", c.code, c.door, n)
 		}
+	}
+	if n := refusalCount(t, h, "EIMIS_ACTING_FOR_ANOTHER", "client"); n != 2 {
+		t.Errorf("acting for another: %d refusals counted, want 2", n)
 	}
 
 	clientDoor := "client:" + string(alice.DeviceID)

@@ -91,6 +91,14 @@ const (
 	// RoomRules: The room's rules refuse the action (not a member, no
 	// power, not the author of the message being edited…).
 	RoomRules Code = "EIMIS_FORBIDDEN"
+	// ActingForAnother: A request acted for another user than the caller (a
+	// profile, typing, an appservice logging in or pinging for someone it
+	// does not own).
+	ActingForAnother Code = "EIMIS_ACTING_FOR_ANOTHER"
+	// LoginTokenInvalid: The single-use login token (the end of a Pro
+	// Santé Connect login, or the shared-secret registration's MAC) is
+	// invalid, used or expired.
+	LoginTokenInvalid Code = "EIMIS_LOGIN_TOKEN_INVALID"
 )
 
 // messages are the English texts; %s is the subject (an idNat or user ID).
@@ -123,4 +131,6 @@ var messages = map[Code]string{
 	PSCProofInvalid:      "the Pro Santé Connect proof for %s was refused",
 	BindingRevoked:       "the binding of %s to this app was revoked",
 	RoomRules:            "%s: forbidden by the room's rules",
+	ActingForAnother:     "%s: a caller acts only for itself",
+	LoginTokenInvalid:    "the login token or registration proof for %s is invalid, used or expired",
 }
