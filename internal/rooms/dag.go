@@ -106,6 +106,20 @@ func containsGroup(gs []int64, g int64) bool {
 	return false
 }
 
+// authEvents is how the auth rules fetch further events (a restricted
+// join's authorising member, …): from this transaction, any flag.
+func (b *batch) authEvents(ids []id.EventID) ([]*pdu.PDU, error) {
+	m, err := b.fetcher().Events(b.ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*pdu.PDU, 0, len(m))
+	for _, p := range m {
+		out = append(out, p)
+	}
+	return out, nil
+}
+
 // authorize checks p against the auth rules with its auth events taken
 // from state (the spec's "auth against the state before it" and "against
 // current state" checks).
@@ -126,18 +140,7 @@ func (b *batch) authorize(version id.RoomVersion, p *pdu.PDU, state store.StateM
 			auth = append(auth, p)
 		}
 	}
-	get := func(ids []id.EventID) ([]*pdu.PDU, error) {
-		m, err := b.fetcher().Events(b.ctx, ids)
-		if err != nil {
-			return nil, err
-		}
-		out := make([]*pdu.PDU, 0, len(m))
-		for _, p := range m {
-			out = append(out, p)
-		}
-		return out, nil
-	}
-	return eventauth.Authorize(version, p, auth, get, b.s.getKey)
+	return eventauth.Authorize(version, p, auth, b.authEvents, b.s.getKey)
 }
 
 func toIDs(ss []string) []id.EventID {

@@ -33,18 +33,7 @@ func (b *batch) checkAuthEvents(rs *roomState, in *inbound) (bool, error) {
 		p.InternalMeta.EventID = id.EventID(e.EventID)
 		auth = append(auth, p)
 	}
-	get := func(ids []id.EventID) ([]*pdu.PDU, error) {
-		m, err := b.fetcher().Events(b.ctx, ids)
-		if err != nil {
-			return nil, err
-		}
-		out := make([]*pdu.PDU, 0, len(m))
-		for _, p := range m {
-			out = append(out, p)
-		}
-		return out, nil
-	}
-	if err := eventauth.Authorize(in.version, in.pdu, auth, get, b.s.getKey); err != nil {
+	if err := eventauth.Authorize(in.version, in.pdu, auth, b.authEvents, b.s.getKey); err != nil {
 		return false, nil
 	}
 	return true, nil
