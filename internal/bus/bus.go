@@ -63,6 +63,11 @@ type Config struct {
 	// Name identifies this instance in NATS (connection name, embedded
 	// server name).
 	Name string
+	// Security is the external NATS's credentials and TLS (security.go).
+	Security Security
+	// EmbeddedListen, when set, opens a TCP listener (loopback, by the
+	// config's rule) on the embedded server; empty keeps it in-process.
+	EmbeddedListen string
 	// OnPublish, if set, observes every event publish with the time until
 	// the JetStream ack arrived (or failed). Telemetry wires it.
 	OnPublish func(d time.Duration, err error)
@@ -134,6 +139,11 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
 		b.srv = srv
 		opts = append(opts, nats.InProcessServer(srv))
 	} else {
+		sec, err := cfg.Security.options()
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, sec...)
 		opts = append(opts,
 			// The hub is useless without the bus, so it never gives up;
 			// readiness (Ping) reports the outage instead.
@@ -156,7 +166,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
 	nc, err := nats.Connect(cfg.URL, opts...)
 	if err != nil {
 		b.shutdownServer()
-		return nil, fmt.Errorf("bus: connect to nats: %w", err)
+		return nil, explainConnect(err)
 	}
 	b.nc = nc
 
@@ -203,15 +213,16 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
 }
 
 // startEmbedded runs a JetStream-enabled nats-server inside this process.
-// It does not listen on TCP; the hub reaches it through an in-process pipe,
-// so single-node deployments need no port and no credentials.
+// It does not listen on TCP unless EmbeddedListen asks for a loopback
+// port; the hub reaches it through an in-process pipe, so single-node
+// deployments need no port and no credentials.
 func startEmbedded(ctx context.Context, cfg Config, log *slog.Logger) (*server.Server, error) {
 	if cfg.StoreDir == "" {
 		// The server would fall back to a temp dir and silently lose the
 		// stream on reboot.
 		return nil, errors.New("bus: embedded mode needs a StoreDir")
 	}
-	srv, err := server.NewServer(&server.Options{
+	sopts := &server.Options{
 		ServerName:   cfg.Name,
 		JetStream:    true,
 		StoreDir:     cfg.StoreDir,
@@ -219,7 +230,15 @@ func startEmbedded(ctx context.Context, cfg Config, log *slog.Logger) (*server.S
 		SyncInterval: cfg.SyncInterval,
 		DontListen:   true,
 		NoSigs:       true,
-	})
+	}
+	if cfg.EmbeddedListen != "" {
+		host, port, err := splitListen(cfg.EmbeddedListen)
+		if err != nil {
+			return nil, err
+		}
+		sopts.DontListen, sopts.Host, sopts.Port = false, host, port
+	}
+	srv, err := server.NewServer(sopts)
 	if err != nil {
 		return nil, fmt.Errorf("bus: embedded nats-server: %w", err)
 	}

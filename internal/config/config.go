@@ -155,6 +155,9 @@ type Config struct {
 	// TrustedProxies are the reverse proxies (addresses or CIDR prefixes,
 	// comma-separated) whose X-Forwarded-For gives the client address.
 	TrustedProxies string `yaml:"trusted_proxies"`
+
+	// NATSSecurity: credentials and TLS for an external NATS (nats.go).
+	NATSSecurity
 }
 
 // Professions returns AllowedProfessions as a list.

@@ -385,10 +385,10 @@ func TestSettingsCoverEveryField(t *testing.T) {
 	}
 	typ := reflect.TypeFor[Config]()
 	var c Config
-	for i := range typ.NumField() {
-		f := typ.Field(i)
+	// Embedded groups of settings (NATSSecurity) are walked into.
+	for _, f := range reflect.VisibleFields(typ) {
 		tag := f.Tag.Get("yaml")
-		if tag == "-" {
+		if tag == "-" || f.Anonymous {
 			continue
 		}
 		s, ok := settingBy(func(s setting) bool { return s.key == tag })
@@ -396,7 +396,7 @@ func TestSettingsCoverEveryField(t *testing.T) {
 			t.Errorf("field %s (yaml %q) has no setting", f.Name, tag)
 			continue
 		}
-		if got := reflect.ValueOf(s.field(&c)).Pointer(); got != reflect.ValueOf(&c).Elem().Field(i).Addr().Pointer() {
+		if got := reflect.ValueOf(s.field(&c)).Pointer(); got != reflect.ValueOf(&c).Elem().FieldByIndex(f.Index).Addr().Pointer() {
 			t.Errorf("setting %s points at the wrong field, want %s", s.key, f.Name)
 		}
 		delete(keys, tag)

@@ -49,6 +49,7 @@ func (c Config) problems() Problems {
 	if err := checkNATS(c.NATS); err != nil {
 		add("nats: %v", err)
 	}
+	p = append(p, c.natsProblems()...)
 	if n := len(c.RegistrationSharedSecret); n > 0 && n < minSharedSecretLen {
 		// The secret itself is never echoed: error output ends up in logs.
 		add("registration_shared_secret: must be at least %d characters when set (got %d)", minSharedSecretLen, n)
