@@ -8,7 +8,7 @@ LISTEN   ?= 127.0.0.1:8008
 SERVER   ?= localhost
 BIN      := bin
 
-.PHONY: all build run demo test test-short vet lint fmt generate bench fuzz clean
+.PHONY: all build run demo test test-short vet lint fmt generate bench fuzz clean deploy-check helm-lint promtool-check
 
 all: build
 
@@ -27,8 +27,29 @@ run: build
 demo: build
 	scripts/demo.sh
 
-test: vet
+test: vet deploy-check
 	$(GO) test -count=1 -timeout 30m ./...
+
+## deploy-check: the Helm chart linted, rendered and decoded strictly into the
+## Kubernetes API types, in-process with the helm library (a module of its
+## own under deploy/helm, so helm and k8s.io stay out of the hub's go.mod)
+deploy-check:
+	cd deploy/helm && $(GO) vet ./... && $(GO) test -count=1 ./...
+
+## helm-lint: the same checks with the helm command itself, built through the
+## Go module proxy (no helm binary needed on the machine)
+HELM_VERSION ?= v3.22.0
+helm-lint:
+	$(GO) run helm.sh/helm/v3/cmd/helm@$(HELM_VERSION) lint deploy/helm/eimis-hub \
+		--set secrets.databaseURL=postgres://x@db/eimis --set secrets.signingKey=k
+	$(GO) run helm.sh/helm/v3/cmd/helm@$(HELM_VERSION) template eimis deploy/helm/eimis-hub \
+		--set secrets.databaseURL=postgres://x@db/eimis --set secrets.signingKey=k >/dev/null
+
+## promtool-check: the alert rules parsed by promtool, built through the Go
+## module proxy
+PROMETHEUS_VERSION ?= v0.308.0
+promtool-check:
+	$(GO) run github.com/prometheus/prometheus/cmd/promtool@$(PROMETHEUS_VERSION) check rules deploy/monitoring/alerts.yaml
 
 test-short:
 	$(GO) test -short -count=1 ./...
