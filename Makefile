@@ -47,7 +47,7 @@ helm-lint:
 
 ## promtool-check: the alert rules parsed by promtool, built through the Go
 ## module proxy
-PROMETHEUS_VERSION ?= v0.308.0
+PROMETHEUS_VERSION ?= v0.316.0
 promtool-check:
 	$(GO) run github.com/prometheus/prometheus/cmd/promtool@$(PROMETHEUS_VERSION) check rules deploy/monitoring/alerts.yaml
 

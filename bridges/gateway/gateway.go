@@ -43,6 +43,7 @@ import (
 	"net/http"
 	"regexp"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -240,6 +241,8 @@ type Gateway struct {
 	mu     sync.Mutex
 	conns  map[string]*conn // by bridge ID
 	closed bool
+
+	disconnects atomic.Int64 // stats.go
 }
 
 // New builds a gateway; mount it at Path.
@@ -312,6 +315,7 @@ func (g *Gateway) unregister(c *conn) {
 	defer g.mu.Unlock()
 	if g.conns[c.bridge.ID] == c {
 		delete(g.conns, c.bridge.ID)
+		g.disconnects.Add(1)
 	}
 }
 

@@ -413,6 +413,9 @@ func (h *Hub) openDoors(_, _ context.Context) error {
 	if err := h.openBridges(); err != nil {
 		return err
 	}
+	if err := h.metrics.ObserveOps(h.opsState); err != nil {
+		return err
+	}
 	h.Handler = h.handler(api)
 	return nil
 }
