@@ -54,6 +54,10 @@ Usage:
   eimis-hub bridge add|list|revoke …      Bridge Protocol credentials of operators' messengers (see: eimis-hub bridge)
   eimis-hub audit verify|export|purge …   the audit trail (see: eimis-hub audit)
   eimis-hub appservice add|list|remove …  Matrix application services, e.g. mautrix bridges (see: eimis-hub appservice)
+  eimis-hub backup --out DIR | restore --in DIR [store flags]
+                                          database, event stream, media and keys (see: eimis-hub backup --help)
+  eimis-hub signing-key rotate [store flags]
+                                          a new signing key, the old one kept as an old verify key
   eimis-hub version
 
 Every setting can come from a YAML file (--config, EIMIS_CONFIG), EIMIS_*
@@ -106,6 +110,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = bridgeMain(args[1:], stdout, stderr)
 	case "appservice":
 		err = appserviceMain(args[1:], stdout, stderr)
+	case "backup":
+		err = backupMain(args[1:], stdout, stderr)
+	case "restore":
+		err = restoreMain(args[1:], stdout, stderr)
+	case "signing-key":
+		err = signingKeyMain(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "eimis-hub", buildVersion())
 		return 0

@@ -6,6 +6,7 @@ import (
 
 	"github.com/eimis-hub/eimis/internal/bus"
 	"github.com/eimis-hub/eimis/internal/config"
+	"github.com/eimis-hub/eimis/internal/signingkey"
 	"github.com/eimis-hub/eimis/internal/telemetry"
 )
 
@@ -38,4 +39,11 @@ func (h *Hub) opsState(ctx context.Context) telemetry.OpsState {
 		s.NATSPending[l.Kind], s.NATSAckPending[l.Kind] = l.Pending, l.AckPending
 	}
 	return s
+}
+
+// OldVerifyKeys are the hub's retired signing keys (signing-key rotate),
+// for /_matrix/key/v2/server's old_verify_keys. They are read from disk on
+// each call: a rotation is rare and the file is tiny.
+func (h *Hub) OldVerifyKeys() ([]signingkey.OldKey, error) {
+	return signingkey.ReadOld(h.Config.SigningKeyPath)
 }
