@@ -58,6 +58,7 @@ Usage:
                                           database, event stream, media and keys (see: eimis-hub backup --help)
   eimis-hub signing-key rotate [store flags]
                                           a new signing key, the old one kept as an old verify key
+  eimis-hub healthcheck [--url URL]       exit 0 when the hub answers ready (the container's HEALTHCHECK)
   eimis-hub version
 
 Every setting can come from a YAML file (--config, EIMIS_CONFIG), EIMIS_*
@@ -116,6 +117,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = restoreMain(args[1:], stdout, stderr)
 	case "signing-key":
 		err = signingKeyMain(args[1:], stdout, stderr)
+	case "healthcheck":
+		err = healthcheck(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "eimis-hub", buildVersion())
 		return 0
