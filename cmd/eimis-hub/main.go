@@ -213,11 +213,11 @@ EIMIS hub is running.
   Data directory : %s (database: %s, NATS: %s)
 
 Accounts are for practitioners of the health directory (%d loaded):
-  %s user create --data-dir %s --localpart <idNat> --password 'choose-a-password'
+  %s user create %s --localpart <idNat> --password 'choose-a-password'
 
 Point Element (or any Matrix client) at %s as a custom homeserver and log
 in as @<idNat>:%s. Health: %s/_eimis/ready  Metrics: %s/metrics
-`, cfg.PublicBaseURL, cfg.ServerName, cfg.DataDir, kind, nats, h.Dir.Load().Len(), os.Args[0], cfg.DataDir, cfg.PublicBaseURL, cfg.ServerName, cfg.PublicBaseURL, cfg.PublicBaseURL)
+`, cfg.PublicBaseURL, cfg.ServerName, cfg.DataDir, kind, nats, h.Dir.Load().Len(), os.Args[0], storeFlags(cfg, fs), cfg.PublicBaseURL, cfg.ServerName, cfg.PublicBaseURL, cfg.PublicBaseURL)
 	return h.Serve(ctx, nil)
 }
 
