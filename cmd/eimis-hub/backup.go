@@ -25,7 +25,7 @@ backup writes the database (SQLite: online VACUUM INTO; PostgreSQL: pg_dump),
 a JetStream snapshot of the event stream, the media files and the signing
 keys into DIR. With the embedded NATS, stop the hub first or pass --no-stream
 (the database alone restores every message). restore needs every instance
-stopped. See docs/operator-guide.md#backups-and-restores.
+stopped. See docs/operations.md#backups-and-restores.
 `
 
 func backupMain(args []string, stdout, stderr io.Writer) error {

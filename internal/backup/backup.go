@@ -296,7 +296,7 @@ func pgTool(dir, name string) (string, error) {
 		sort.Strings(matches)
 		return matches[len(matches)-1], nil
 	}
-	return "", fmt.Errorf("%s not found (install the PostgreSQL client, or pass --pg-bin DIR); docs/operator-guide.md#backups gives the manual procedure", name)
+	return "", fmt.Errorf("%s not found (install the PostgreSQL client, or pass --pg-bin DIR); docs/operations.md#backups-and-restores gives the manual procedure", name)
 }
 
 // redact hides the database URL (it may hold a password) in tool output.

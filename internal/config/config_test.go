@@ -356,7 +356,8 @@ func TestBindFlagsDocumentsEverySpelling(t *testing.T) {
 		"server name",
 		"(yaml: server_name, env: EIMIS_SERVER_NAME)",
 		`(default "localhost")`,
-		"-signing-key string",
+		"-signing-key-path string",
+		"former name of --signing-key-path",
 		"(default 30s)",
 	} {
 		if !strings.Contains(help.String(), want) {

@@ -42,7 +42,7 @@ var settings = []setting{
 	{"nats", "EIMIS_NATS", "nats",
 		"external NATS URL(s), comma-separated (default: embedded server storing in <data_dir>/nats)",
 		func(c *Config) any { return &c.NATS }},
-	{"signing_key_path", "EIMIS_SIGNING_KEY_PATH", "signing-key",
+	{"signing_key_path", "EIMIS_SIGNING_KEY_PATH", "signing-key-path",
 		"Synapse-format ed25519 signing key file, created if missing (default <data_dir>/signing.key)",
 		func(c *Config) any { return &c.SigningKeyPath }},
 	{"registration_shared_secret", "EIMIS_REGISTRATION_SHARED_SECRET", "registration-shared-secret",
@@ -225,7 +225,7 @@ func LoadWithFlags(args []string, fs *flag.FlagSet, env []string) (Config, error
 
 	path := lookupEnv(env, EnvConfigFile)
 	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	fs.Visit(func(f *flag.Flag) { set[canonicalFlag(f.Name)] = true })
 	if set["config"] {
 		path = fs.Lookup("config").Value.String()
 	}
@@ -273,6 +273,7 @@ func (c *Config) BindFlags(fs *flag.FlagSet) {
 			panic(fmt.Sprintf("config: setting %s has unsupported type %T", s.key, p))
 		}
 	}
+	c.bindAliases(fs)
 }
 
 // applyFile layers the YAML file at path onto c. The file is walked as a

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"flag"
 	"os"
 	"path/filepath"
 	"strings"
@@ -42,5 +43,29 @@ func TestNATSSecurityProblems(t *testing.T) {
 				t.Fatalf("Verify = %v, want a problem containing %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestFlagsFollowKeys keeps the three spellings of a setting predictable:
+// the flag is the YAML key with dashes, the variable EIMIS_ and the key in
+// capitals (checked in TestSettingsTable).
+func TestFlagsFollowKeys(t *testing.T) {
+	for _, s := range settings {
+		if want := strings.ReplaceAll(s.key, "_", "-"); s.flag != want {
+			t.Errorf("setting %s has flag --%s, want --%s (keep the old name in flagAliases)", s.key, s.flag, want)
+		}
+	}
+}
+
+func TestFlagAlias(t *testing.T) {
+	for _, flagName := range []string{"signing-key", "signing-key-path"} {
+		fs := flag.NewFlagSet("t", flag.ContinueOnError)
+		c, err := LoadWithFlags([]string{"--" + flagName, "/k/signing.key"}, fs, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.SigningKeyPath != "/k/signing.key" {
+			t.Fatalf("--%s set signing_key_path to %q", flagName, c.SigningKeyPath)
+		}
 	}
 }
