@@ -31,8 +31,9 @@ test: vet deploy-check
 	$(GO) test -count=1 -timeout 30m ./...
 
 ## deploy-check: the Helm chart linted, rendered and decoded strictly into the
-## Kubernetes API types, in-process with the helm library (a module of its
-## own under deploy/helm, so helm and k8s.io stay out of the hub's go.mod)
+## Kubernetes API types, in-process with the helm library, and the alert rules
+## and dashboard queries parsed by Prometheus's parser (a module of its own
+## under deploy/helm, so helm, k8s.io and prometheus stay out of the hub's go.mod)
 deploy-check:
 	cd deploy/helm && $(GO) vet ./... && $(GO) test -count=1 ./...
 

@@ -2,7 +2,10 @@
 // helm binary: the chart is linted and rendered in-process with the helm
 // library, and every rendered manifest is decoded strictly into the
 // Kubernetes API types, so a misspelled or misplaced field fails here
-// instead of being silently dropped by the API server.
+// instead of being silently dropped by the API server. The alert rules and
+// dashboard queries of deploy/monitoring are parsed here too, with
+// Prometheus's own parser (monitoring_test.go), for the same reason: the
+// heavy modules stay out of the hub's go.mod.
 package helm
 
 import (
