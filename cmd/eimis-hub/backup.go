@@ -15,6 +15,7 @@ import (
 	"github.com/eimis-hub/eimis/internal/backup"
 	"github.com/eimis-hub/eimis/internal/bus"
 	"github.com/eimis-hub/eimis/internal/config"
+	"github.com/eimis-hub/eimis/internal/hub"
 	"github.com/eimis-hub/eimis/internal/signingkey"
 )
 
@@ -108,11 +109,7 @@ func openBus(ctx context.Context, cfg config.Config) (*bus.Bus, error) {
 	bcfg.MaxAge = cfg.NATSStreamMaxAge
 	bcfg.Replicas = max(cfg.NATSReplicas, 1)
 	bcfg.Name = "eimis-backup-" + cfg.ServerName
-	bcfg.Security = bus.Security{
-		User: cfg.NATSUser, Password: cfg.NATSPassword, Token: cfg.NATSToken,
-		NKeySeedFile: cfg.NATSNKeySeedFile, CredsFile: cfg.NATSCredsFile,
-		CAFile: cfg.NATSCAFile, CertFile: cfg.NATSCertFile, KeyFile: cfg.NATSKeyFile,
-	}
+	bcfg.Security, _ = hub.NATSSecurity(cfg)
 	return bus.Start(ctx, bcfg, slog.New(slog.DiscardHandler))
 }
 

@@ -174,7 +174,7 @@ func (h *Hub) openCore(ctx, runCtx context.Context) error {
 	}
 	bcfg.Name = "eimis-" + cfg.ServerName
 	bcfg.OnPublish = metrics.PublishObserved
-	bcfg.Security, bcfg.EmbeddedListen = natsSecurity(cfg)
+	bcfg.Security, bcfg.EmbeddedListen = NATSSecurity(cfg)
 	bcfg.SyncAlways = cfg.NATSSyncInterval == 0
 	bcfg.SyncInterval = cfg.NATSSyncInterval
 	if h.Bus, err = bus.Start(ctx, bcfg, log); err != nil {

@@ -10,8 +10,9 @@ import (
 	"github.com/eimis-hub/eimis/internal/telemetry"
 )
 
-// natsSecurity maps the NATS security settings onto the bus's.
-func natsSecurity(cfg config.Config) (bus.Security, string) {
+// NATSSecurity maps the NATS security settings onto the bus's (serve, and
+// the backup command connecting as serve does).
+func NATSSecurity(cfg config.Config) (bus.Security, string) {
 	return bus.Security{
 		User: cfg.NATSUser, Password: cfg.NATSPassword, Token: cfg.NATSToken,
 		NKeySeedFile: cfg.NATSNKeySeedFile, CredsFile: cfg.NATSCredsFile,
