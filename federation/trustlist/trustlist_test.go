@@ -472,4 +472,3 @@ func FuzzParseYAML(f *testing.F) {
 		}
 	})
 }
-
