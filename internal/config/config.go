@@ -155,6 +155,8 @@ type Config struct {
 	// TrustedProxies are the reverse proxies (addresses or CIDR prefixes,
 	// comma-separated) whose X-Forwarded-For gives the client address.
 	TrustedProxies string `yaml:"trusted_proxies"`
+
+	Federation `yaml:",inline"` // federation.go
 }
 
 // Professions returns AllowedProfessions as a list.
@@ -220,6 +222,7 @@ func Defaults() Config {
 		RCOperatorSearch:        "20/s burst 200",
 		// Long enough to open the vendor's app and type the code.
 		BindingLinkCodeTTL: 10 * time.Minute,
+		Federation:         federationDefaults(),
 	}
 }
 
