@@ -17,7 +17,9 @@ func TestFederationVerify(t *testing.T) {
 			c.FederationListen, c.FederationList, c.FederationAuthorityKey = "127.0.0.1:8448", "/etc/eimis/list.jws", key
 		}, ""},
 		{"no list", func(c *Config) { c.FederationListen, c.FederationAuthorityKey = "127.0.0.1:8448", key }, "federation_list"},
-		{"no key", func(c *Config) { c.FederationListen, c.FederationListURL = "127.0.0.1:8448", "https://authority.test/list.jws" }, "federation_authority_key"},
+		{"no key", func(c *Config) {
+			c.FederationListen, c.FederationListURL = "127.0.0.1:8448", "https://authority.test/list.jws"
+		}, "federation_authority_key"},
 		{"bad key", func(c *Config) { c.FederationAuthorityKey = "ed25519:nope" }, "federation_authority_key"},
 		{"bad listen", func(c *Config) {
 			c.FederationListen, c.FederationList, c.FederationAuthorityKey = "nowhere", "/l.jws", key
