@@ -54,6 +54,8 @@ Usage:
   eimis-hub bridge add|list|revoke …      Bridge Protocol credentials of operators' messengers (see: eimis-hub bridge)
   eimis-hub audit verify|export|purge …   the audit trail (see: eimis-hub audit)
   eimis-hub appservice add|list|remove …  Matrix application services, e.g. mautrix bridges (see: eimis-hub appservice)
+  eimis-hub federation authority-keygen|sign …
+                                          a trust space authority's key and signed federation list (see: eimis-hub federation)
   eimis-hub version
 
 Every setting can come from a YAML file (--config, EIMIS_CONFIG), EIMIS_*
@@ -106,6 +108,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = bridgeMain(args[1:], stdout, stderr)
 	case "appservice":
 		err = appserviceMain(args[1:], stdout, stderr)
+	case "federation":
+		err = federationMain(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "eimis-hub", buildVersion())
 		return 0
