@@ -223,4 +223,15 @@ func TestFederationListener(t *testing.T) {
 	if !strings.HasPrefix(h.Key.ID, "ed25519:") {
 		t.Fatal("no signing key")
 	}
+
+	// The peer's operator suspended in the registry: its requests are
+	// refused at once, whatever the list says.
+	if _, err := h.Operators.Suspend(ctx, "peer-op", "security review", "test"); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = peer.client.MakeFullRequest(ctx, federation.RequestParams{ServerName: fedAddr, Method: http.MethodPut,
+		Path: federation.URLPath{"v1", "send", "txn2"}, Authenticate: true, RequestJSON: map[string]any{"pdus": []any{}}})
+	if !errors.As(err, &he) || he.RespError == nil || he.RespError.ExtraData["eimis_code"] != string(operators.CodeOperatorSuspended) {
+		t.Fatalf("suspended operator's server: %v", err)
+	}
 }
