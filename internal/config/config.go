@@ -44,7 +44,8 @@ type Config struct {
 	// ServerName is the domain part of every local user ID, room alias and
 	// event ID. Changing it after the first start orphans all local data.
 	ServerName string `yaml:"server_name"`
-	// Listen is the host:port the client and federation HTTP API binds to.
+	// Listen is the host:port the client HTTP API binds to (federation
+	// has its own HTTPS listener, FederationListen).
 	Listen string `yaml:"listen"`
 	// PublicBaseURL is how clients reach the hub, advertised in
 	// /.well-known/matrix/client. Finish derives it from Listen when empty.
