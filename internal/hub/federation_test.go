@@ -28,6 +28,7 @@ import (
 	"github.com/eimis-hub/eimis/internal/hub/hubtest"
 	"github.com/eimis-hub/eimis/internal/operators"
 	"github.com/eimis-hub/eimis/internal/signingkey"
+	"github.com/eimis-hub/eimis/internal/store/pgtest"
 )
 
 // fakePeer is a remote Matrix server no one here runs: a TLS server on
@@ -90,6 +91,12 @@ func freeAddr(t *testing.T) string {
 // packages mount, and refuses an unlisted origin with a code, an audit
 // entry at the federation door, and readiness reporting the list.
 func TestFederationListener(t *testing.T) {
+	for _, dialect := range hubtest.Dialects {
+		t.Run(dialect, func(t *testing.T) { testFederationListener(t, dialect) })
+	}
+}
+
+func testFederationListener(t *testing.T, dialect string) {
 	ctx := ctxT(t)
 	authority, err := trustlist.GenerateAuthorityKey()
 	if err != nil {
@@ -115,6 +122,9 @@ func TestFederationListener(t *testing.T) {
 	cfg := config.Defaults()
 	cfg.ServerName = fedAddr
 	cfg.DataDir = filepath.Join(dir, "data")
+	if dialect == "postgres" {
+		cfg.Database = pgtest.URL(t)
+	}
 	cfg.Listen = freeAddr(t)
 	cfg.RateLimits = false
 	cfg.FederationListen = fedAddr
