@@ -472,3 +472,18 @@ func FuzzParseYAML(f *testing.F) {
 		}
 	})
 }
+
+func TestParseYAMLExample(t *testing.T) {
+	data, err := os.ReadFile("testdata/list.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := ParseYAML(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Version != 7 || len(l.Servers) != 4 || l.Servers[0].Users != Directory || l.Servers[1].Users != ServerVouched ||
+		l.Servers[3].Status != Revoked || l.Issued.IsZero() {
+		t.Fatalf("%+v", l)
+	}
+}
