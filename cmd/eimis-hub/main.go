@@ -59,6 +59,8 @@ Usage:
   eimis-hub signing-key rotate [store flags]
                                           a new signing key, the old one kept as an old verify key
   eimis-hub healthcheck [--url URL]       exit 0 when the hub answers ready (the container's HEALTHCHECK)
+  eimis-hub federation authority-keygen|sign …
+                                          a trust space authority's key and signed federation list (see: eimis-hub federation)
   eimis-hub version
 
 Every setting can come from a YAML file (--config, EIMIS_CONFIG), EIMIS_*
@@ -119,6 +121,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = signingKeyMain(args[1:], stdout, stderr)
 	case "healthcheck":
 		err = healthcheck(args[1:], stdout, stderr)
+	case "federation":
+		err = federationMain(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "eimis-hub", buildVersion())
 		return 0

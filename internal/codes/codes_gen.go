@@ -306,4 +306,44 @@ var table = [...]Info{
 		Message:     Text{EN: "the login token or registration proof for %s is invalid, used or expired", FR: "le jeton de connexion ou la preuve d'inscription pour %s est invalide, déjà utilisé ou expiré"},
 		Description: "The single-use login token (the end of a Pro Santé Connect login, or the shared-secret registration's MAC) is invalid, used or expired.",
 	},
+	{
+		Code: "EIMIS_FED_SERVER_NOT_LISTED", Group: "federation", HTTPStatus: 403, Errcode: "M_FORBIDDEN", Refusal: true,
+		Message:     Text{EN: "server %s is not on the federation list", FR: "le serveur %s ne figure pas sur la liste de fédération"},
+		Description: "The Matrix server is not on the signed federation list: no request is accepted from it or sent to it.",
+	},
+	{
+		Code: "EIMIS_FED_SERVER_SUSPENDED", Group: "federation", HTTPStatus: 403, Errcode: "M_FORBIDDEN", Refusal: true,
+		Message:     Text{EN: "server %s is suspended on the federation list", FR: "le serveur %s est suspendu sur la liste de fédération"},
+		Description: "The federation list marks the server suspended (it may come back).",
+	},
+	{
+		Code: "EIMIS_FED_SERVER_REVOKED", Group: "federation", HTTPStatus: 403, Errcode: "M_FORBIDDEN", Refusal: true,
+		Message:     Text{EN: "server %s is revoked on the federation list", FR: "le serveur %s est révoqué sur la liste de fédération"},
+		Description: "The federation list marks the server revoked.",
+	},
+	{
+		Code: "EIMIS_FED_OPERATOR_MISMATCH", Group: "federation", HTTPStatus: 403, Errcode: "M_FORBIDDEN", Refusal: true,
+		Message:     Text{EN: "server %s: the federation list and the operator registry disagree on its operator", FR: "serveur %s : la liste de fédération et le registre des opérateurs ne lui donnent pas le même opérateur"},
+		Description: "The federation list and the operator registry name different operators for the server; the more restrictive reading applies, so it is refused.",
+	},
+	{
+		Code: "EIMIS_FED_LIST_UNAVAILABLE", Group: "federation", HTTPStatus: 403, Errcode: "M_FORBIDDEN", Refusal: true,
+		Message:     Text{EN: "no valid federation list is in force; %s is refused", FR: "aucune liste de fédération valide n'est en vigueur ; %s est refusé"},
+		Description: "No valid federation list is in force (none loaded yet, or the last valid one expired beyond its grace period): every federation request is refused, and readiness says why.",
+	},
+	{
+		Code: "EIMIS_FED_AUTH_MISSING", Group: "federation", HTTPStatus: 401, Errcode: "M_UNAUTHORIZED", Refusal: true,
+		Message:     Text{EN: "%s: the request carries no valid X-Matrix authorization", FR: "%s : la requête ne porte pas d'autorisation X-Matrix valide"},
+		Description: "A federation request has no X-Matrix Authorization header, or a malformed one.",
+	},
+	{
+		Code: "EIMIS_FED_BAD_SIGNATURE", Group: "federation", HTTPStatus: 401, Errcode: "M_UNAUTHORIZED", Refusal: true,
+		Message:     Text{EN: "the request signature of %s does not verify", FR: "la signature de la requête de %s n'est pas valide"},
+		Description: "The X-Matrix signature of a federation request does not verify against the origin server's published keys (or those keys could not be fetched).",
+	},
+	{
+		Code: "EIMIS_FED_WRONG_DESTINATION", Group: "federation", HTTPStatus: 401, Errcode: "M_UNAUTHORIZED", Refusal: true,
+		Message:     Text{EN: "%s: the request is addressed to another server", FR: "%s : la requête est adressée à un autre serveur"},
+		Description: "The X-Matrix destination of a federation request is not this hub's server name.",
+	},
 }

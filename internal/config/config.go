@@ -44,7 +44,8 @@ type Config struct {
 	// ServerName is the domain part of every local user ID, room alias and
 	// event ID. Changing it after the first start orphans all local data.
 	ServerName string `yaml:"server_name"`
-	// Listen is the host:port the client and federation HTTP API binds to.
+	// Listen is the host:port the client HTTP API binds to (federation
+	// has its own HTTPS listener, FederationListen).
 	Listen string `yaml:"listen"`
 	// PublicBaseURL is how clients reach the hub, advertised in
 	// /.well-known/matrix/client. Finish derives it from Listen when empty.
@@ -158,6 +159,7 @@ type Config struct {
 
 	// NATSSecurity: credentials and TLS for an external NATS (nats.go).
 	NATSSecurity
+	Federation `yaml:",inline"` // federation.go
 }
 
 // Professions returns AllowedProfessions as a list.
@@ -223,6 +225,7 @@ func Defaults() Config {
 		RCOperatorSearch:        "20/s burst 200",
 		// Long enough to open the vendor's app and type the code.
 		BindingLinkCodeTTL: 10 * time.Minute,
+		Federation:         federationDefaults(),
 	}
 }
 

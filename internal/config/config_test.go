@@ -76,6 +76,7 @@ func TestDefaultsWorkWithoutConfiguration(t *testing.T) {
 		BindingLinkCodeTTL:        10 * time.Minute,
 	}
 	setDefaultRateLimits(&want)
+	want.Federation = federationDefaults()
 	if c != want {
 		t.Errorf("Load(\"\", nil) =\n%+v\nwant\n%+v", c, want)
 	}
@@ -130,6 +131,7 @@ func TestLoadValidFile(t *testing.T) {
 		BindingLinkCodeTTL:        10 * time.Minute,
 	}
 	setDefaultRateLimits(&want)
+	want.Federation = federationDefaults()
 	if c != want {
 		t.Errorf("got\n%+v\nwant\n%+v", c, want)
 	}
@@ -384,24 +386,33 @@ func TestSettingsCoverEveryField(t *testing.T) {
 		}
 		keys[s.key] = true
 	}
-	typ := reflect.TypeFor[Config]()
 	var c Config
-	// Embedded groups of settings (NATSSecurity) are walked into.
-	for _, f := range reflect.VisibleFields(typ) {
-		tag := f.Tag.Get("yaml")
-		if tag == "-" || f.Anonymous {
-			continue
+	// Inline structs (yaml:",inline") contribute their fields.
+	var walk func(v reflect.Value)
+	walk = func(v reflect.Value) {
+		typ := v.Type()
+		for i := range typ.NumField() {
+			f := typ.Field(i)
+			tag := f.Tag.Get("yaml")
+			if tag == "-" {
+				continue
+			}
+			if tag == ",inline" || (f.Anonymous && tag == "") {
+				walk(v.Field(i))
+				continue
+			}
+			s, ok := settingBy(func(s setting) bool { return s.key == tag })
+			if !ok {
+				t.Errorf("field %s (yaml %q) has no setting", f.Name, tag)
+				continue
+			}
+			if got := reflect.ValueOf(s.field(&c)).Pointer(); got != v.Field(i).Addr().Pointer() {
+				t.Errorf("setting %s points at the wrong field, want %s", s.key, f.Name)
+			}
+			delete(keys, tag)
 		}
-		s, ok := settingBy(func(s setting) bool { return s.key == tag })
-		if !ok {
-			t.Errorf("field %s (yaml %q) has no setting", f.Name, tag)
-			continue
-		}
-		if got := reflect.ValueOf(s.field(&c)).Pointer(); got != reflect.ValueOf(&c).Elem().FieldByIndex(f.Index).Addr().Pointer() {
-			t.Errorf("setting %s points at the wrong field, want %s", s.key, f.Name)
-		}
-		delete(keys, tag)
 	}
+	walk(reflect.ValueOf(&c).Elem())
 	for k := range keys {
 		t.Errorf("setting %s has no yaml-tagged field", k)
 	}

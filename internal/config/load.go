@@ -28,7 +28,7 @@ var settings = []setting{
 		"server name: the domain in user IDs and room aliases; changing it later orphans local data",
 		func(c *Config) any { return &c.ServerName }},
 	{"listen", "EIMIS_LISTEN", "listen",
-		"host:port for the client and federation HTTP API",
+		"host:port for the client HTTP API (federation has its own listener: federation_listen)",
 		func(c *Config) any { return &c.Listen }},
 	{"public_base_url", "EIMIS_PUBLIC_BASE_URL", "public-base-url",
 		"URL clients use to reach the hub, advertised in .well-known (default http://<listen>)",

@@ -130,6 +130,7 @@ func (c Config) problems() Problems {
 		add("audit_retention: must not be negative (got %s; 0 keeps entries forever)", c.AuditRetention)
 	}
 	p = append(p, c.rateLimitProblems()...)
+	p = append(p, c.federationProblems()...)
 	return p
 }
 

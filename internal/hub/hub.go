@@ -84,6 +84,8 @@ type Hub struct {
 	Bridges *gateway.Gateway
 	Key     signingkey.Key
 	Handler http.Handler
+	// Fed is the Server-Server API (federation.go); nil when off.
+	Fed *Federation
 
 	metrics        *telemetry.Metrics
 	metricsHandler http.Handler
@@ -132,6 +134,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (h *Hub, err
 		h.openKeeper,        // the trust keeper and its sweeps
 		h.openAnnouncements, // revocations and binding changes between instances
 		h.openOperators,     // the operator allow-list
+		h.openFederation,    // federation list, keys, client, listener (federation.go)
 		h.openDoors,         // Client-Server API, media, bridge gateway, HTTP handler
 	} {
 		if err := step(ctx, runCtx); err != nil {
@@ -231,6 +234,7 @@ func (h *Hub) openRooms(_, runCtx context.Context) error {
 		ServerName: cfg.ServerName, Key: h.Key, DefaultVersion: id.RoomVersion(cfg.RoomVersion),
 		OnAccepted: func(evType string) { metrics.EventAccepted(runCtx, evType) },
 		Gate:       h.Policy,
+		RemoteKeys: h.remoteKeys(),
 	}, fanout{h.Sync, h.relay}, h.Log.With("component", "rooms"))
 	return nil
 }
@@ -428,7 +432,7 @@ func (h *Hub) openClientAPI() (*clientapi.API, error) {
 		ServerName: cfg.ServerName, PublicBaseURL: cfg.PublicBaseURL, EnableRegistration: cfg.EnableRegistration,
 		ProfileRequiresAuth: cfg.ProfileRequiresAuth,
 	}, h.Store, h.IDs, identity.NewSharedSecretRegistrar(cfg.RegistrationSharedSecret), h.Rooms, h.Sync,
-		h.Log.With("component", "clientapi"), map[string]clientapi.Readiness{"store": h.Store, "nats": h.Bus, "directory": h.Trust})
+		h.Log.With("component", "clientapi"), h.readiness(map[string]clientapi.Readiness{"store": h.Store, "nats": h.Bus, "directory": h.Trust}))
 	ct := clientapi.Trust{Policy: h.Policy, Search: h.searchDirectory, Audit: auditor{h}, Refusals: h.Refusals}
 	if h.psc != nil {
 		ct.SSO = h.psc
@@ -510,6 +514,11 @@ func (h *Hub) Serve(ctx context.Context, ln net.Listener) error {
 			return fmt.Errorf("listen: %w", err)
 		}
 	}
+	stopFederation, err := h.serveFederation(ctx)
+	if err != nil {
+		return err
+	}
+	defer stopFederation()
 	srv := &http.Server{Handler: h.Handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -528,6 +537,7 @@ func (h *Hub) Serve(ctx context.Context, ln net.Listener) error {
 
 // Close stops every component, in reverse order of start.
 func (h *Hub) Close() {
+	h.closeFederation()
 	if h.Bridges != nil {
 		h.Bridges.Close()
 	}

@@ -18,6 +18,32 @@ const (
 	// CodeRegistryUnavailable: The operator registry is not loaded yet, so
 	// nothing can be checked and everything is refused (deny when unsure).
 	CodeRegistryUnavailable Code = "EIMIS_OPERATORS_UNAVAILABLE"
+	// CodeServerNotListed: The Matrix server is not on the signed
+	// federation list: no request is accepted from it or sent to it.
+	CodeServerNotListed Code = "EIMIS_FED_SERVER_NOT_LISTED"
+	// CodeServerSuspended: The federation list marks the server suspended
+	// (it may come back).
+	CodeServerSuspended Code = "EIMIS_FED_SERVER_SUSPENDED"
+	// CodeServerRevoked: The federation list marks the server revoked.
+	CodeServerRevoked Code = "EIMIS_FED_SERVER_REVOKED"
+	// CodeOperatorMismatch: The federation list and the operator registry
+	// name different operators for the server; the more restrictive reading
+	// applies, so it is refused.
+	CodeOperatorMismatch Code = "EIMIS_FED_OPERATOR_MISMATCH"
+	// CodeListUnavailable: No valid federation list is in force (none
+	// loaded yet, or the last valid one expired beyond its grace period):
+	// every federation request is refused, and readiness says why.
+	CodeListUnavailable Code = "EIMIS_FED_LIST_UNAVAILABLE"
+	// CodeFedAuthMissing: A federation request has no X-Matrix
+	// Authorization header, or a malformed one.
+	CodeFedAuthMissing Code = "EIMIS_FED_AUTH_MISSING"
+	// CodeFedBadSignature: The X-Matrix signature of a federation request
+	// does not verify against the origin server's published keys (or those
+	// keys could not be fetched).
+	CodeFedBadSignature Code = "EIMIS_FED_BAD_SIGNATURE"
+	// CodeFedWrongDestination: The X-Matrix destination of a federation
+	// request is not this hub's server name.
+	CodeFedWrongDestination Code = "EIMIS_FED_WRONG_DESTINATION"
 )
 
 // messages are the English texts; %s is the subject (an operator ID or a
@@ -28,4 +54,12 @@ var messages = map[Code]string{
 	CodeOperatorRevoked:     "%s: the operator's registration is revoked",
 	CodeUnknownServer:       "server %s is not on the operator allow-list",
 	CodeRegistryUnavailable: "the operator registry is not loaded yet; %s cannot be checked",
+	CodeServerNotListed:     "server %s is not on the federation list",
+	CodeServerSuspended:     "server %s is suspended on the federation list",
+	CodeServerRevoked:       "server %s is revoked on the federation list",
+	CodeOperatorMismatch:    "server %s: the federation list and the operator registry disagree on its operator",
+	CodeListUnavailable:     "no valid federation list is in force; %s is refused",
+	CodeFedAuthMissing:      "%s: the request carries no valid X-Matrix authorization",
+	CodeFedBadSignature:     "the request signature of %s does not verify",
+	CodeFedWrongDestination: "%s: the request is addressed to another server",
 }

@@ -50,3 +50,27 @@ func TestOwnServerNameRefused(t *testing.T) {
 		})
 	}
 }
+
+// Loopback test peers share 127.0.0.1: another port there is another
+// server, but the hub's own name and a bare loopback host stay refused.
+func TestOwnServerNameLoopbackPorts(t *testing.T) {
+	ctx := t.Context()
+	reg := New(openStore(t), nil)
+	if err := reg.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	reg.SetOwnServerNames("127.0.0.1:8448")
+	for i, c := range []struct {
+		server  string
+		refused bool
+	}{
+		{"127.0.0.1:8449", false},
+		{"127.0.0.1:8448", true},
+		{"127.0.0.1", true},
+	} {
+		_, err := reg.Add(ctx, Operator{ID: fmt.Sprintf("lo%d", i), Name: "Op", ServerNames: []string{c.server}, Contact: "sec@op.example"}, "test")
+		if (err != nil) != c.refused {
+			t.Errorf("%s: %v, refused want %v", c.server, err, c.refused)
+		}
+	}
+}

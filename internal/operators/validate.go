@@ -2,6 +2,7 @@ package operators
 
 import (
 	"fmt"
+	"net"
 	"net/mail"
 	"net/netip"
 	"net/url"
@@ -271,12 +272,24 @@ func validateReason(reason string, required bool) (string, error) {
 func notOwnServer(servers, own []string) error {
 	for _, s := range servers {
 		for _, o := range own {
-			if o != "" && strings.EqualFold(serverHost(s), serverHost(o)) {
+			if o != "" && strings.EqualFold(serverHost(s), serverHost(o)) && !distinctLoopbackPorts(s, o) {
 				return invalid(FieldServerNames, "%q is this hub's own server name (%s): an operator cannot claim it", s, o)
 			}
 		}
 	}
 	return nil
+}
+
+// distinctLoopbackPorts reports whether a and b are loopback IP literals
+// with different explicit ports: distinct servers on one machine (test
+// peers federating over loopback), whose names no DNS can make collide.
+func distinctLoopbackPorts(a, b string) bool {
+	ha, hb := serverHost(a), serverHost(b)
+	if ha == a || hb == b || a == b {
+		return false // a name without a port, or the same name
+	}
+	ip := net.ParseIP(strings.Trim(ha, "[]"))
+	return ip != nil && ip.IsLoopback()
 }
 
 // serverHost is a server name without its port.

@@ -53,4 +53,5 @@ type Store interface {
 	HistoryStore
 	ConsentStore
 	DAGReader
+	ServerKeyStore
 }
