@@ -53,4 +53,6 @@ type Store interface {
 	HistoryStore
 	ConsentStore
 	DAGReader
+	FederationTxnStore
+	OutlierReader
 }
