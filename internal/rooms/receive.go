@@ -79,15 +79,32 @@ type Received struct {
 // Receive runs one remote event through the inbound pipeline. An error
 // means the event was dropped; otherwise the outcome says how it was kept.
 func (s *Server) Receive(ctx context.Context, raw json.RawMessage) (*Received, error) {
+	return s.receive(ctx, raw, placeOpts{})
+}
+
+// ReceiveWithPrevStates is Receive for an event whose prev_events are not
+// all in the DAG (ErrMissingPrev) and could not be fetched: prevStates is
+// the state after each missing prev_event, as a peer's state_ids gave it
+// (the state before it plus itself, if a state event). Every event it
+// names must already be stored (StoreOutliers).
+func (s *Server) ReceiveWithPrevStates(ctx context.Context, raw json.RawMessage, prevStates map[id.EventID]store.StateMap) (*Received, error) {
+	return s.receive(ctx, raw, placeOpts{prevStates: prevStates})
+}
+
+func (s *Server) receive(ctx context.Context, raw json.RawMessage, opt placeOpts) (*Received, error) {
 	in, err := s.checkFormat(ctx, raw) // 1
 	if err != nil {
 		return nil, err
 	}
+	return s.receiveChecked(ctx, in, opt)
+}
+
+func (s *Server) receiveChecked(ctx context.Context, in *inbound, opt placeOpts) (*Received, error) {
 	if err := s.checkSignatures(in); err != nil { // 2
 		return nil, err
 	}
 	var out Received
-	_, err = s.submit(ctx, func(b *batch) (*Result, error) {
+	_, err := s.submit(ctx, func(b *batch) (*Result, error) {
 		known, err := b.tx.EventsByIDAny(b.ctx, []string{string(in.id)})
 		if err != nil {
 			return nil, err
@@ -104,7 +121,7 @@ func (s *Server) Receive(ctx context.Context, raw json.RawMessage) (*Received, e
 		if err != nil {
 			return nil, opError{fmt.Errorf("%w: %w", ErrBadPDU, err)}
 		}
-		ok, err := b.checkAuthEvents(rs, in) // 3
+		ok, err := b.checkAuthEvents(string(rs.roomID), in) // 3
 		if err != nil {
 			return nil, err
 		}
@@ -118,7 +135,7 @@ func (s *Server) Receive(ctx context.Context, raw json.RawMessage) (*Received, e
 			out = Received{EventID: in.id, Outcome: Rejected, Pos: pos}
 			return &Result{EventID: in.id, RoomID: in.room}, nil
 		}
-		pl, err := b.placeEvent(rs, in.pdu, in.id, raw) // 4-7
+		pl, err := b.placeEvent(rs, in.pdu, in.id, raw, opt) // 4-7
 		if err != nil {
 			return nil, err
 		}
