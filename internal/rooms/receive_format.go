@@ -67,14 +67,16 @@ func checkFormatVersion(raw json.RawMessage, version id.RoomVersion) (*inbound, 
 		return nil, fmt.Errorf("%w: %w", ErrBadPDU, err)
 	}
 	isCreate := p.Type == event.StateCreate.Type && p.StateKey != nil && *p.StateKey == ""
-	if isCreate && version.RoomIDIsCreateEventID() && p.RoomID == "" {
-		// From v12 the create event carries no room ID: it is derived.
-		if p.RoomID, err = p.GetRoomID(); err != nil {
+	room := p.RoomID
+	if isCreate && version.RoomIDIsCreateEventID() && room == "" {
+		// From v12 the create event carries no room ID: it is derived
+		// (and not added to the event, whose signature covers it as is).
+		if room, err = p.GetRoomID(); err != nil {
 			return nil, fmt.Errorf("%w: room ID of the create event: %w", ErrBadPDU, err)
 		}
 	}
 	switch {
-	case p.RoomID == "":
+	case room == "":
 		return nil, fmt.Errorf("%w: no room ID", ErrBadPDU)
 	case p.Type == "" || len(p.Type) > 255:
 		return nil, fmt.Errorf("%w: event type must be 1..255 bytes", ErrBadPDU)
@@ -94,5 +96,5 @@ func checkFormatVersion(raw json.RawMessage, version id.RoomVersion) (*inbound, 
 	if err != nil {
 		return nil, fmt.Errorf("%w: event ID: %w", ErrBadPDU, err)
 	}
-	return &inbound{pdu: p, id: evID, room: p.RoomID, version: version}, nil
+	return &inbound{pdu: p, id: evID, room: room, version: version}, nil
 }

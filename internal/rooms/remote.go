@@ -213,7 +213,7 @@ func (s *Server) JoinRemote(ctx context.Context, j RemoteJoin) (*Received, error
 			before[store.StateKey{Type: e.Type, StateKey: *e.StateKey}] = e.EventID
 		}
 		if _, ok := before[store.StateKey{Type: event.StateCreate.Type}]; !ok {
-			return nil, fmt.Errorf("%w: the resident server's state has no create event", ErrBadEvent)
+			return nil, fmt.Errorf("%w: the resident server's state has no create event (dropped: %v)", ErrBadEvent, res.Dropped)
 		}
 		delete(b.heads, string(j.RoomID))
 		delete(b.s.cache, string(j.RoomID))
