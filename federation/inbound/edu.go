@@ -132,9 +132,9 @@ func (s *Server) eduPresence(ctx context.Context, origin string, content json.Ra
 
 func (s *Server) eduToDevice(ctx context.Context, origin string, content json.RawMessage) bool {
 	var c struct {
-		Sender    id.UserID                                    `json:"sender"`
-		Type      string                                       `json:"type"`
-		MessageID string                                       `json:"message_id"`
+		Sender    id.UserID                                     `json:"sender"`
+		Type      string                                        `json:"type"`
+		MessageID string                                        `json:"message_id"`
 		Messages  map[id.UserID]map[id.DeviceID]json.RawMessage `json:"messages"`
 	}
 	if json.Unmarshal(content, &c) != nil || !fromOrigin(c.Sender, origin) || s.cfg.ToDevice == nil {

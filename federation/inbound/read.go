@@ -121,13 +121,24 @@ func (s *Server) stateAt(ctx context.Context, roomID, eventID string) (store.Sta
 	return s.cfg.Store.StateGroup(ctx, evs[0].StateBefore)
 }
 
-// authChain walks the auth events of ids (excluded) transitively.
+// authChain walks the auth events of ids transitively: every event
+// reached through auth_events (an event of ids is in it only when another
+// one's auth events name it, as the state's create event is).
 func (s *Server) authChain(ctx context.Context, ids []string) ([]store.Event, error) {
 	seen := map[string]bool{}
-	for _, v := range ids {
-		seen[v] = true
+	var frontier []string
+	start, err := s.cfg.Store.EventsByIDAny(ctx, ids)
+	if err != nil {
+		return nil, err
 	}
-	frontier := ids
+	for _, e := range start {
+		for _, a := range gjson.GetBytes(e.JSON, "auth_events").Array() {
+			if !seen[a.Str] {
+				seen[a.Str] = true
+				frontier = append(frontier, a.Str)
+			}
+		}
+	}
 	var out []store.Event
 	for len(frontier) > 0 && len(out) < maxAuthChain {
 		evs, err := s.cfg.Store.EventsByIDAny(ctx, frontier)
@@ -136,16 +147,15 @@ func (s *Server) authChain(ctx context.Context, ids []string) ([]store.Event, er
 		}
 		frontier = nil
 		for _, e := range evs {
+			if !servable(e) {
+				continue
+			}
+			out = append(out, e)
 			for _, a := range gjson.GetBytes(e.JSON, "auth_events").Array() {
 				if !seen[a.Str] {
 					seen[a.Str] = true
 					frontier = append(frontier, a.Str)
 				}
-			}
-		}
-		for _, e := range evs {
-			if !contains(ids, e.EventID) && servable(e) {
-				out = append(out, e)
 			}
 		}
 	}

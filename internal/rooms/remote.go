@@ -33,7 +33,7 @@ func (s *Server) CheckRemote(raw json.RawMessage, version id.RoomVersion) (id.Ev
 		return "", nil, err
 	}
 	if err := s.checkSignatures(in); err != nil {
-		return "", nil, err
+		return in.id, nil, err
 	}
 	return in.id, in.pdu, nil
 }
