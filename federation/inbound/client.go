@@ -59,7 +59,7 @@ func (s *Server) JoinRoom(ctx context.Context, user id.UserID, roomIDOrAlias str
 	} else {
 		roomID = id.RoomID(roomIDOrAlias)
 	}
-	if s.serverInRoom(ctx, string(roomID), s.name) {
+	if s.hasState(ctx, roomID) {
 		return roomID, ErrLocal
 	}
 	if s.cfg.Client == nil {
@@ -141,7 +141,7 @@ func dedupe(ss []string) []string {
 // (the ordinary local leave reaches the other servers through the
 // sender).
 func (s *Server) Leave(ctx context.Context, user id.UserID, roomID id.RoomID) error {
-	if s.serverInRoom(ctx, string(roomID), s.name) {
+	if s.hasState(ctx, roomID) {
 		return ErrLocal
 	}
 	inv, err := s.cfg.Store.CurrentStateEvent(ctx, string(roomID), "m.room.member", string(user))
@@ -231,4 +231,13 @@ func (s *Server) Invite(ctx context.Context, inviter id.UserID, roomID id.RoomID
 		return "", fmt.Errorf("%w: the invite is %s", rooms.ErrForbidden, rec.Outcome)
 	}
 	return built.EventID, nil
+}
+
+// hasState reports whether this server holds roomID's state (it created
+// or joined the room), as opposed to knowing it from an invite only: then
+// memberships are changed locally, and the sender takes them to the
+// room's other servers.
+func (s *Server) hasState(ctx context.Context, roomID id.RoomID) bool {
+	_, err := s.cfg.Store.CurrentStateEvent(ctx, string(roomID), "m.room.create", "")
+	return err == nil
 }

@@ -112,6 +112,10 @@ type API struct {
 
 	// limits are the rate limits (limits.go); nil limits nothing.
 	limits *ratelimit.Limits
+
+	// fed joins, leaves and invites across servers (federation.go); nil
+	// keeps every room local.
+	fed Federation
 }
 
 // Appservices is the Application Service API's side of authentication
