@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"maunium.net/go/mautrix"
@@ -114,8 +115,8 @@ type API struct {
 	limits *ratelimit.Limits
 
 	// fed joins, leaves and invites across servers (federation.go); nil
-	// keeps every room local.
-	fed Federation
+	// keeps every room local. Set once, possibly while serving.
+	fed atomic.Pointer[fedHolder]
 }
 
 // Appservices is the Application Service API's side of authentication

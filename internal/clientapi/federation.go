@@ -22,9 +22,18 @@ type Federation interface {
 	Leave(ctx context.Context, user id.UserID, roomID id.RoomID) error
 }
 
-// SetFederation turns on remote joins, invites and leaves. Call before
-// serving.
-func (a *API) SetFederation(f Federation) { a.fed = f }
+type fedHolder struct{ f Federation }
+
+// SetFederation turns on remote joins, invites and leaves.
+func (a *API) SetFederation(f Federation) { a.fed.Store(&fedHolder{f}) }
+
+// federation is the Federation set, or nil.
+func (a *API) federation() Federation {
+	if h := a.fed.Load(); h != nil {
+		return h.f
+	}
+	return nil
+}
 
 // fedErr answers a federation side error; false when the local path
 // applies instead.
@@ -49,12 +58,13 @@ func (a *API) fedErr(w http.ResponseWriter, r *http.Request, err error) bool {
 // joinRemote joins target through another server when this one is not in
 // the room; false when the local join applies.
 func (a *API) joinRemote(w http.ResponseWriter, r *http.Request, s identity.Session, target string) bool {
-	if a.fed == nil {
+	fed := a.federation()
+	if fed == nil {
 		return false
 	}
 	q := r.URL.Query()
 	servers := append(q["server_name"], q["via"]...)
-	roomID, err := a.fed.JoinRoom(r.Context(), s.UserID, target, servers)
+	roomID, err := fed.JoinRoom(r.Context(), s.UserID, target, servers)
 	if !a.fedErr(w, r, err) {
 		return false
 	}
@@ -66,10 +76,11 @@ func (a *API) joinRemote(w http.ResponseWriter, r *http.Request, s identity.Sess
 
 // inviteRemote invites a user of another server; false for a local one.
 func (a *API) inviteRemote(w http.ResponseWriter, r *http.Request, s identity.Session, invitee id.UserID, reason string) bool {
-	if a.fed == nil || invitee.Homeserver() == a.cfg.ServerName {
+	fed := a.federation()
+	if fed == nil || invitee.Homeserver() == a.cfg.ServerName {
 		return false
 	}
-	_, err := a.fed.Invite(r.Context(), s.UserID, id.RoomID(r.PathValue("roomId")), invitee, reason)
+	_, err := fed.Invite(r.Context(), s.UserID, id.RoomID(r.PathValue("roomId")), invitee, reason)
 	if !a.fedErr(w, r, err) {
 		return false
 	}
@@ -81,10 +92,11 @@ func (a *API) inviteRemote(w http.ResponseWriter, r *http.Request, s identity.Se
 
 // leaveRemote declines an invite to a room this server is not in.
 func (a *API) leaveRemote(w http.ResponseWriter, r *http.Request, s identity.Session) bool {
-	if a.fed == nil {
+	fed := a.federation()
+	if fed == nil {
 		return false
 	}
-	err := a.fed.Leave(r.Context(), s.UserID, id.RoomID(r.PathValue("roomId")))
+	err := fed.Leave(r.Context(), s.UserID, id.RoomID(r.PathValue("roomId")))
 	if !a.fedErr(w, r, err) {
 		return false
 	}

@@ -103,7 +103,7 @@ func (a *API) checkInvitee(r *http.Request, u id.UserID) *mautrix.RespError {
 		e := mautrix.MInvalidParam.WithMessage("Invalid user ID %q", u)
 		return &e
 	}
-	if hs != a.cfg.ServerName && a.fed != nil {
+	if hs != a.cfg.ServerName && a.federation() != nil {
 		return nil // the federation side checks the remote invitee
 	}
 	if hs != a.cfg.ServerName {

@@ -104,6 +104,9 @@ type Hub struct {
 
 	appservicesDone chan struct{}
 
+	// fed is the room side of federation (fedrooms.go).
+	fed fedRooms
+
 	cancel        context.CancelFunc
 	relayDone     chan struct{}
 	unsubRevoked  func()
@@ -229,7 +232,8 @@ func (h *Hub) openRooms(_, runCtx context.Context) error {
 	h.Rooms = rooms.New(h.Store, rooms.Config{
 		ServerName: cfg.ServerName, Key: h.Key, DefaultVersion: id.RoomVersion(cfg.RoomVersion),
 		OnAccepted: func(evType string) { metrics.EventAccepted(runCtx, evType) },
-		Gate:       h.Policy,
+		Gate:       fedGate{policy: h.Policy, fed: &h.fed, server: cfg.ServerName},
+		RemoteKeys: h.fed.remoteKeys,
 	}, fanout{h.Sync, h.relay}, h.Log.With("component", "rooms"))
 	return nil
 }
@@ -430,6 +434,7 @@ func (h *Hub) openClientAPI() (*clientapi.API, error) {
 		ct.SSO = h.psc
 	}
 	api.SetTrust(ct)
+	h.fed.api = api
 	api.SetAppservices(h.Appservices)
 	if err := h.setLimits(cfg, api); err != nil {
 		return nil, fmt.Errorf("rate limits: %w", err)
