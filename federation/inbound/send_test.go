@@ -279,6 +279,25 @@ func TestMissingEvents(t *testing.T) {
 			if a.count("pdu_missing_prev") == 0 {
 				t.Error("missing prev_events not counted")
 			}
+			// m4 arrives after all: the outlier takes its place in the DAG
+			// (as history), with tp fetched through get_missing_events.
+			b.noMissing = false
+			var m4raw json.RawMessage
+			if evs, err := b.st.EventsByIDAny(t.Context(), []string{string(m4)}); err != nil || len(evs) != 1 {
+				t.Fatal(err)
+			} else {
+				m4raw = evs[0].JSON
+			}
+			resp, err := sendRaw(nw, hubB, hubA, "late-m4", txnBody(hubB, m4raw))
+			if err != nil || resp.PDUs[m4].Error != "" {
+				t.Fatalf("late m4: %+v, %v", resp, err)
+			}
+			if !a.has(t, m4) || !a.has(t, tp) {
+				t.Error("the promoted outliers are not served")
+			}
+			if got := a.state(t, room)[store.StateKey{Type: "m.room.topic"}]; got != string(tp) {
+				t.Errorf("topic on A after the promotion = %s, want %s", got, tp)
+			}
 		})
 	}
 }

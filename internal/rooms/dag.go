@@ -161,6 +161,25 @@ type placeOpts struct {
 	// prevStates is the state after each prev_event that is not in the
 	// DAG, as fetched from a peer (state_ids); its events must be stored.
 	prevStates map[id.EventID]store.StateMap
+	// promote: the event is stored as an outlier; it takes its place in
+	// the DAG as history (its position, the extremities and current state
+	// stay), and is not soft-failed against current state.
+	promote bool
+}
+
+// store writes a placed event: a new row, or an outlier promoted.
+func (b *batch) storeEvent(ne store.NewEvent, opt placeOpts) (int64, error) {
+	if !opt.promote {
+		return b.tx.InsertEvent(b.ctx, ne)
+	}
+	if err := b.tx.PromoteOutlier(b.ctx, ne); err != nil {
+		return 0, err
+	}
+	evs, err := b.tx.EventsByIDAny(b.ctx, []string{ne.EventID})
+	if err != nil || len(evs) != 1 {
+		return 0, fmt.Errorf("promoted outlier %s: %w", ne.EventID, err)
+	}
+	return evs[0].Pos, nil
 }
 
 // prevGroups returns the state groups after p's prev_events: from the DAG,
@@ -242,14 +261,14 @@ func (b *batch) placeEvent(rs *roomState, p *pdu.PDU, evID id.EventID, raw []byt
 	ne := store.NewEvent{Event: ev, PrevEvents: eventIDs(p.PrevEvents)}
 	if err := b.authorize(rs.version, p, before); err != nil {
 		ne.Flags = store.FlagRejected
-		pos, err := b.tx.InsertEvent(b.ctx, ne)
+		pos, err := b.storeEvent(ne, opt)
 		return placed{Flags: ne.Flags, Pos: pos}, err
 	}
 	current := stateOf(rs)
 	_, hasCreate := current[store.StateKey{Type: event.StateCreate.Type}]
 	// A room being joined has no current state yet (or only an invite's
 	// stub): there is nothing to soft-fail against.
-	if err := b.authorize(rs.version, p, current); hasCreate && err != nil {
+	if err := b.authorize(rs.version, p, current); hasCreate && !opt.promote && err != nil {
 		ne.Flags = store.FlagSoftFailed
 	}
 	after, afterGroup := before, beforeGroup
@@ -261,12 +280,12 @@ func (b *batch) placeEvent(rs *roomState, p *pdu.PDU, evID id.EventID, raw []byt
 		}
 	}
 	ne.StateBefore, ne.StateAfter = beforeGroup, afterGroup
-	pos, err := b.tx.InsertEvent(b.ctx, ne)
+	pos, err := b.storeEvent(ne, opt)
 	if err != nil {
 		return placed{}, err
 	}
 	ev.Pos = pos
-	if ne.Flags != 0 {
+	if ne.Flags != 0 || opt.promote {
 		return placed{Flags: ne.Flags, Pos: pos}, nil
 	}
 	b.created = append(b.created, ev)

@@ -109,7 +109,12 @@ func (s *Server) receiveChecked(ctx context.Context, in *inbound, opt placeOpts)
 		if err != nil {
 			return nil, err
 		}
-		if len(known) > 0 {
+		opt := opt
+		if len(known) > 0 && known[0].Flags == store.FlagOutlier {
+			// Fetched before as an outlier (an auth or state event, a
+			// missing prev_event's neighbour): it now takes its place.
+			opt.promote = true
+		} else if len(known) > 0 {
 			out = Received{EventID: in.id, Outcome: Duplicate}
 			return &Result{EventID: in.id, RoomID: in.room}, nil
 		}
@@ -128,7 +133,7 @@ func (s *Server) receiveChecked(ctx context.Context, in *inbound, opt placeOpts)
 		if !ok {
 			ev := storedEvent(in, raw)
 			ev.Flags = store.FlagRejected
-			pos, err := b.tx.InsertEvent(b.ctx, store.NewEvent{Event: ev})
+			pos, err := b.storeEvent(store.NewEvent{Event: ev}, opt)
 			if err != nil {
 				return nil, err
 			}

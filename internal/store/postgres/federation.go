@@ -53,3 +53,32 @@ func (s *Store) EventsByIDAny(ctx context.Context, ids []string) ([]store.Event,
 	return queryEvents(ctx, s.pool, "events by id",
 		`SELECT `+eventCols+` FROM events e WHERE e.event_id = ANY($1) ORDER BY e.pos`, ids)
 }
+
+func (t *eventTx) PromoteOutlier(ctx context.Context, e store.NewEvent) error {
+	if e.Flags&store.FlagOutlier != 0 {
+		return fmt.Errorf("postgres: promote %q: still an outlier", e.EventID)
+	}
+	if err := t.flush(ctx, false); err != nil {
+		return err
+	}
+	tag, err := t.tx.Exec(ctx, `UPDATE events SET flags = $1, state_before = $2, state_after = $3
+		WHERE event_id = $4 AND flags = $5`, int(e.Flags), e.StateBefore, e.StateAfter, e.EventID, int(store.FlagOutlier))
+	if err != nil {
+		return fmt.Errorf("postgres: promote %q: %w", e.EventID, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("postgres: promote %q: %w", e.EventID, store.ErrNotFound)
+	}
+	if e.Flags != 0 || len(e.PrevEvents) == 0 {
+		return nil
+	}
+	evs := make([]string, len(e.PrevEvents))
+	for i := range evs {
+		evs[i] = e.EventID
+	}
+	if _, err := t.tx.Exec(ctx, `INSERT INTO event_edges (prev_event_id, event_id)
+		SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT DO NOTHING`, e.PrevEvents, evs); err != nil {
+		return fmt.Errorf("postgres: promote %q: %w", e.EventID, err)
+	}
+	return nil
+}

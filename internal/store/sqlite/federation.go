@@ -58,3 +58,26 @@ func (s *Store) EventsByIDAny(ctx context.Context, ids []string) ([]store.Event,
 	return queryEvents(ctx, s.rq, "events by id", `SELECT `+eventCols+` FROM events e
 		WHERE e.event_id IN (SELECT value FROM json_each(?)) ORDER BY e.pos`, list)
 }
+
+func (t *eventTx) PromoteOutlier(ctx context.Context, e store.NewEvent) error {
+	if e.Flags&store.FlagOutlier != 0 {
+		return fmt.Errorf("sqlite: promote %q: still an outlier", e.EventID)
+	}
+	res, err := t.tx.ExecContext(ctx, `UPDATE events SET flags = ?, state_before = ?, state_after = ?
+		WHERE event_id = ? AND flags = ?`, e.Flags, e.StateBefore, e.StateAfter, e.EventID, store.FlagOutlier)
+	if err != nil {
+		return fmt.Errorf("sqlite: promote %q: %w", e.EventID, err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 0 {
+		return fmt.Errorf("sqlite: promote %q: %w", e.EventID, store.ErrNotFound)
+	}
+	if e.Flags != 0 {
+		return nil
+	}
+	for _, prev := range e.PrevEvents {
+		if _, err := t.stmt(ctx, t.s.insertEdge).ExecContext(ctx, prev, e.EventID); err != nil {
+			return fmt.Errorf("sqlite: promote %q: %w", e.EventID, err)
+		}
+	}
+	return nil
+}

@@ -15,6 +15,43 @@ var federationTests = []struct {
 }{
 	{"FederationTxns", testFederationTxns},
 	{"EventsByIDAnyReader", testEventsByIDAnyReader},
+	{"PromoteOutlier", testPromoteOutlier},
+}
+
+// testPromoteOutlier: an outlier given its place in the DAG is served,
+// keeps its negative position and moves neither the extremities nor
+// current state; only an outlier can be promoted, once.
+func testPromoteOutlier(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	createRoom(t, s, "!r:hub.example")
+	live := ev("!r:hub.example", "$live", "m.room.message", nil, 5)
+	out := ev("!r:hub.example", "$old", "m.room.message", nil, 2)
+	out.Flags = store.FlagOutlier
+	pos := insert(t, s, live, out)
+	promote := func(e store.NewEvent) error {
+		return s.WriteEvents(ctx, func(tx store.EventTx) error { return tx.PromoteOutlier(ctx, e) })
+	}
+	p := out
+	p.Flags, p.StateBefore, p.StateAfter, p.PrevEvents = 0, 7, 7, []string{"$older"}
+	if err := promote(p); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.EventsByID(ctx, []string{"$old"})
+	if err != nil || len(got) != 1 || got[0].Pos != pos[1] || got[0].Pos >= 0 || got[0].StateAfter != 7 {
+		t.Fatalf("promoted outlier = %+v, %v; want served at its negative position %d", got, err, pos[1])
+	}
+	xs, err := s.Extremities(ctx, "!r:hub.example")
+	if err != nil || len(xs) != 1 || xs[0].EventID != "$live" {
+		t.Errorf("extremities = %v, %v; want [$live]", xs, err)
+	}
+	if err := promote(p); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("second promotion: %v, want ErrNotFound", err)
+	}
+	lp := live
+	lp.Flags = 0
+	if err := promote(lp); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("promoting a live event: %v, want ErrNotFound", err)
+	}
 }
 
 // testFederationTxns: a transaction is recorded once per origin; the
