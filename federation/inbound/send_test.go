@@ -422,3 +422,43 @@ func TestMembershipRefusals(t *testing.T) {
 		t.Errorf("nobody's membership on A = %q", got)
 	}
 }
+
+// TestEDUs: receipts of users of the origin who are in the room are
+// stored; EDUs speaking for users of another server, or for rooms they
+// are not in, are dropped and counted.
+func TestEDUs(t *testing.T) {
+	for _, dialect := range dialects {
+		t.Run(dialect, func(t *testing.T) {
+			nw, a, _, room := joinedPair(t, dialect)
+			m := a.send(t, room, alice, "m.room.message", nil, msg("read me"))
+			receipt := func(user id.UserID, r id.RoomID) json.RawMessage {
+				b, _ := json.Marshal(map[string]any{"edu_type": "m.receipt", "content": map[string]any{
+					string(r): map[string]any{"m.read": map[string]any{string(user): map[string]any{
+						"event_ids": []string{string(m)}, "data": map[string]any{"ts": 1}}}}}})
+				return b
+			}
+			body, _ := json.Marshal(map[string]any{"origin": hubB, "pdus": []any{}, "edus": []json.RawMessage{
+				receipt(bob, room),             // stored
+				receipt(alice, room),           // alice is not of b.test: dropped
+				receipt("@carol:b.test", room), // not in the room: dropped
+				json.RawMessage(`{"edu_type":"m.typing","content":{"room_id":"x","user_id":"@alice:a.test","typing":true}}`),
+				json.RawMessage(`{"edu_type":"m.unknown","content":{}}`),
+			}})
+			if _, err := sendRaw(nw, hubB, hubA, "edus", body); err != nil {
+				t.Fatal(err)
+			}
+			rs, err := a.st.ReceiptsSince(t.Context(), []string{string(room)}, 0, 1<<62)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(rs) != 1 || rs[0].UserID != string(bob) || rs[0].EventID != string(m) {
+				t.Errorf("receipts on A = %+v, want bob's only", rs)
+			}
+			// Bob's receipt; alice's, carol's and the forged typing refused.
+			if a.count("edu_m.receipt") != 1 || a.count("edu_refused") != 3 || a.count("edu_unknown") != 1 {
+				t.Errorf("counts: receipt %d, refused %d, unknown %d; want 1, 3, 1",
+					a.count("edu_m.receipt"), a.count("edu_refused"), a.count("edu_unknown"))
+			}
+		})
+	}
+}
