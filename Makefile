@@ -79,6 +79,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzBuildEvent -fuzztime 30s ./internal/rooms/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeFrame -fuzztime 30s ./bridges/gateway/
 	$(GO) test -run '^$$' -fuzz FuzzValidate -fuzztime 30s ./internal/canonjson/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeTransaction -fuzztime 30s ./federation/inbound/
+	$(GO) test -run '^$$' -fuzz FuzzCheckPDU -fuzztime 30s ./internal/rooms/
 
 clean:
 	rm -rf $(BIN)

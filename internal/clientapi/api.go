@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"maunium.net/go/mautrix"
@@ -112,6 +113,10 @@ type API struct {
 
 	// limits are the rate limits (limits.go); nil limits nothing.
 	limits *ratelimit.Limits
+
+	// fed joins, leaves and invites across servers (federation.go); nil
+	// keeps every room local. Set once, possibly while serving.
+	fed atomic.Pointer[fedHolder]
 }
 
 // Appservices is the Application Service API's side of authentication

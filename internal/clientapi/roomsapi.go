@@ -103,6 +103,9 @@ func (a *API) checkInvitee(r *http.Request, u id.UserID) *mautrix.RespError {
 		e := mautrix.MInvalidParam.WithMessage("Invalid user ID %q", u)
 		return &e
 	}
+	if hs != a.cfg.ServerName && a.federation() != nil {
+		return nil // the federation side checks the remote invitee
+	}
 	if hs != a.cfg.ServerName {
 		a.refuse(r.Context(), door.Refusal{Code: string(policy.ForeignServer), Actor: actorOf(r), Action: actionOf(r),
 			RoomID: r.PathValue("roomId"), Target: string(u)})
@@ -178,6 +181,9 @@ func (a *API) invite(w http.ResponseWriter, r *http.Request, s identity.Session)
 		writeErr(w, *e)
 		return
 	}
+	if a.inviteRemote(w, r, s, id.UserID(req.UserID), req.Reason) {
+		return
+	}
 	a.member(w, r, s, id.RoomID(r.PathValue("roomId")), id.UserID(req.UserID), "invite", req.Reason)
 }
 
@@ -187,6 +193,9 @@ func (a *API) joinRoom(w http.ResponseWriter, r *http.Request, s identity.Sessio
 		target = r.PathValue("roomIdOrAlias")
 	}
 	if !a.limit(w, r, s, ratelimit.Join, 1, door.Refusal{Action: "room.join", RoomID: target}) {
+		return
+	}
+	if a.joinRemote(w, r, s, target) {
 		return
 	}
 	if strings.HasPrefix(target, "#") {
@@ -219,6 +228,9 @@ func (a *API) leave(w http.ResponseWriter, r *http.Request, s identity.Session) 
 	}
 	if e := decodeJSON(r, &body); e != nil {
 		writeErr(w, *e)
+		return
+	}
+	if a.leaveRemote(w, r, s) {
 		return
 	}
 	a.member(w, r, s, id.RoomID(r.PathValue("roomId")), s.UserID, "leave", body.Reason)

@@ -8,10 +8,8 @@ import (
 	"net"
 	"net/http"
 	"sync"
-	"time"
 
 	"maunium.net/go/mautrix/federation"
-	"maunium.net/go/mautrix/id"
 
 	"github.com/eimis-hub/eimis/federation/fedctx"
 	"github.com/eimis-hub/eimis/federation/keys"
@@ -19,7 +17,6 @@ import (
 	"github.com/eimis-hub/eimis/federation/trustlist"
 	"github.com/eimis-hub/eimis/internal/clientapi"
 	"github.com/eimis-hub/eimis/internal/httpapi"
-	"github.com/eimis-hub/eimis/internal/rooms"
 )
 
 // Version is what GET /_matrix/federation/v1/version answers.
@@ -120,22 +117,6 @@ func (h *Hub) openFederation(ctx, runCtx context.Context) error {
 	}
 	h.Fed = f
 	return nil
-}
-
-// remoteKeys is the room server's source of other servers' keys: the
-// federation key ring when federation is on, none otherwise (the room
-// server then refuses remote events). The ring is built after the room
-// server, so this looks it up at each call.
-func (h *Hub) remoteKeys() rooms.KeyFunc {
-	if !h.Config.FederationEnabled() {
-		return nil
-	}
-	return func(serverName string, keyID id.KeyID, minValidUntil time.Time) (id.SigningKey, time.Time, error) {
-		if h.Fed == nil {
-			return "", time.Time{}, errors.New("federation is not open yet")
-		}
-		return h.Fed.Keys.KeyFunc()(serverName, keyID, minValidUntil)
-	}
 }
 
 // readiness adds the federation list to the readiness checks when

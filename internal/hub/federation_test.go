@@ -143,8 +143,9 @@ func testFederationListener(t *testing.T, dialect string) {
 		Contact: "ops@peer.test"}, "test"); err != nil {
 		t.Fatal(err)
 	}
-	// What an inbound package does: mount its routes before Serve.
-	h.Fed.Routes = append(h.Fed.Routes, fedctx.Route{Method: http.MethodPut, Pattern: "/_matrix/federation/v1/send/{txnID}",
+	// What a federation package does: mount its routes before Serve (the
+	// room side's /send is already there).
+	h.Fed.Routes = append(h.Fed.Routes, fedctx.Route{Method: http.MethodPut, Pattern: "/_matrix/federation/v1/eimis_test_echo/{txnID}",
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			body, _ := io.ReadAll(r.Body)
 			json.NewEncoder(w).Encode(map[string]any{"origin": fedctx.Origin(r.Context()), "bytes": len(body)})
@@ -185,13 +186,13 @@ func testFederationListener(t *testing.T, dialect string) {
 		t.Fatalf("keys: %+v", keys)
 	}
 
-	// An authenticated transaction from the listed peer reaches the route.
+	// An authenticated request from the listed peer reaches the route.
 	var got struct {
 		Origin string
 		Bytes  int
 	}
 	if _, _, err := peer.client.MakeFullRequest(ctx, federation.RequestParams{ServerName: fedAddr, Method: http.MethodPut,
-		Path: federation.URLPath{"v1", "send", "txn1"}, Authenticate: true, RequestJSON: map[string]any{"pdus": []any{}},
+		Path: federation.URLPath{"v1", "eimis_test_echo", "txn1"}, Authenticate: true, RequestJSON: map[string]any{"pdus": []any{}},
 		ResponseJSON: &got}); err != nil {
 		t.Fatal(err)
 	}

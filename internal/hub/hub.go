@@ -106,6 +106,9 @@ type Hub struct {
 
 	appservicesDone chan struct{}
 
+	// fed is the room side of federation (fedrooms.go).
+	fed fedRooms
+
 	cancel        context.CancelFunc
 	relayDone     chan struct{}
 	unsubRevoked  func()
@@ -126,16 +129,17 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (h *Hub, err
 	// ctx bounds the start; runCtx lives until Close and carries the
 	// goroutines the steps start.
 	for _, step := range []func(ctx, runCtx context.Context) error{
-		h.openCore,          // signing key, metrics, store, bus, outbox relay, sync API
-		h.openAudit,         // the audit trail and its event consumer (egress)
-		h.openRooms,         // directory, policy, room server
-		h.openTrust,         // identities, Pro Santé Connect, consent
-		h.openAppservices,   // registrations and pushers (egress), before the trust keeper
-		h.openKeeper,        // the trust keeper and its sweeps
-		h.openAnnouncements, // revocations and binding changes between instances
-		h.openOperators,     // the operator allow-list
-		h.openFederation,    // federation list, keys, client, listener (federation.go)
-		h.openDoors,         // Client-Server API, media, bridge gateway, HTTP handler
+		h.openCore,            // signing key, metrics, store, bus, outbox relay, sync API
+		h.openAudit,           // the audit trail and its event consumer (egress)
+		h.openRooms,           // directory, policy, room server
+		h.openTrust,           // identities, Pro Santé Connect, consent
+		h.openAppservices,     // registrations and pushers (egress), before the trust keeper
+		h.openKeeper,          // the trust keeper and its sweeps
+		h.openAnnouncements,   // revocations and binding changes between instances
+		h.openOperators,       // the operator allow-list
+		h.openFederation,      // federation list, keys, client, listener (federation.go)
+		h.openDoors,           // Client-Server API, media, bridge gateway, HTTP handler
+		h.openFederationRooms, // the room side of federation on the listener (fedrooms.go)
 	} {
 		if err := step(ctx, runCtx); err != nil {
 			return nil, err
@@ -233,8 +237,8 @@ func (h *Hub) openRooms(_, runCtx context.Context) error {
 	h.Rooms = rooms.New(h.Store, rooms.Config{
 		ServerName: cfg.ServerName, Key: h.Key, DefaultVersion: id.RoomVersion(cfg.RoomVersion),
 		OnAccepted: func(evType string) { metrics.EventAccepted(runCtx, evType) },
-		Gate:       h.Policy,
-		RemoteKeys: h.remoteKeys(),
+		Gate:       fedGate{policy: h.Policy, fed: &h.fed, server: cfg.ServerName},
+		RemoteKeys: h.fed.remoteKeys,
 	}, fanout{h.Sync, h.relay}, h.Log.With("component", "rooms"))
 	return nil
 }
@@ -438,6 +442,7 @@ func (h *Hub) openClientAPI() (*clientapi.API, error) {
 		ct.SSO = h.psc
 	}
 	api.SetTrust(ct)
+	h.fed.api = api
 	api.SetAppservices(h.Appservices)
 	if err := h.setLimits(cfg, api); err != nil {
 		return nil, fmt.Errorf("rate limits: %w", err)

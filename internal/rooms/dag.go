@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/federation/eventauth"
 	"maunium.net/go/mautrix/federation/pdu"
 	"maunium.net/go/mautrix/id"
@@ -151,6 +152,74 @@ func toIDs(ss []string) []id.EventID {
 	return out
 }
 
+// placeOpts tell placeEvent where the state before an event comes from
+// when its prev_events are not all in the DAG.
+type placeOpts struct {
+	// before, when set, is the state before the event (a join's, from
+	// the resident server's send_join answer).
+	before store.StateMap
+	// prevStates is the state after each prev_event that is not in the
+	// DAG, as fetched from a peer (state_ids); its events must be stored.
+	prevStates map[id.EventID]store.StateMap
+	// promote: the event is stored as an outlier; it takes its place in
+	// the DAG as history (its position, the extremities and current state
+	// stay), and is not soft-failed against current state.
+	promote bool
+}
+
+// store writes a placed event: a new row, or an outlier promoted.
+func (b *batch) storeEvent(ne store.NewEvent, opt placeOpts) (int64, error) {
+	if !opt.promote {
+		return b.tx.InsertEvent(b.ctx, ne)
+	}
+	if err := b.tx.PromoteOutlier(b.ctx, ne); err != nil {
+		return 0, err
+	}
+	evs, err := b.tx.EventsByIDAny(b.ctx, []string{ne.EventID})
+	if err != nil || len(evs) != 1 {
+		return 0, fmt.Errorf("promoted outlier %s: %w", ne.EventID, err)
+	}
+	return evs[0].Pos, nil
+}
+
+// prevGroups returns the state groups after p's prev_events: from the DAG,
+// or made from opt's fetched states for those that are not in it.
+func (b *batch) prevGroups(roomID string, p *pdu.PDU, given map[id.EventID]store.StateMap) ([]int64, error) {
+	prevs, err := b.tx.EventsByIDAny(b.ctx, eventIDs(p.PrevEvents))
+	if err != nil {
+		return nil, err
+	}
+	inDAG := map[id.EventID]*store.Event{}
+	for i, e := range prevs {
+		if e.Flags&(store.FlagOutlier|store.FlagRejected) == 0 && e.StateAfter != 0 && e.RoomID == roomID {
+			inDAG[id.EventID(e.EventID)] = &prevs[i]
+		}
+	}
+	if len(p.PrevEvents) == 0 {
+		return nil, opError{fmt.Errorf("%w: no prev_events", ErrMissingPrev)}
+	}
+	for _, prev := range p.PrevEvents {
+		if _, ok := inDAG[prev]; !ok && given[prev] == nil {
+			// Checked before anything is written: an opError must not
+			// follow a write.
+			return nil, opError{fmt.Errorf("%w: %s", ErrMissingPrev, prev)}
+		}
+	}
+	groups := make([]int64, 0, len(p.PrevEvents))
+	for _, prev := range p.PrevEvents {
+		if e, ok := inDAG[prev]; ok {
+			groups = append(groups, e.StateAfter)
+			continue
+		}
+		g, err := b.tx.NewStateGroup(b.ctx, roomID, 0, given[prev])
+		if err != nil {
+			return nil, err
+		}
+		groups = append(groups, g)
+	}
+	return groups, nil
+}
+
 // placed is what placeEvent did with an event.
 type placed struct {
 	Flags store.EventFlags
@@ -165,25 +234,24 @@ type placed struct {
 // becomes the resolved state of the new extremities. The room's cached
 // state is dropped when current state changed in any other way than by
 // appending p.
-func (b *batch) placeEvent(rs *roomState, p *pdu.PDU, evID id.EventID, raw []byte) (placed, error) {
+func (b *batch) placeEvent(rs *roomState, p *pdu.PDU, evID id.EventID, raw []byte, opt placeOpts) (placed, error) {
 	roomID := string(rs.roomID)
-	prevs, err := b.tx.EventsByIDAny(b.ctx, eventIDs(p.PrevEvents))
-	if err != nil {
-		return placed{}, err
-	}
-	if len(prevs) != len(p.PrevEvents) || len(prevs) == 0 {
-		return placed{}, opError{fmt.Errorf("%w: %d of %d known", ErrMissingPrev, len(prevs), len(p.PrevEvents))}
-	}
-	groups := make([]int64, len(prevs))
-	for i, e := range prevs {
-		if e.Flags&(store.FlagOutlier|store.FlagRejected) != 0 || e.StateAfter == 0 || e.RoomID != roomID {
-			return placed{}, opError{fmt.Errorf("%w: %s", ErrMissingPrev, e.EventID)}
+	var before store.StateMap
+	var beforeGroup int64
+	var err error
+	if opt.before != nil {
+		before = opt.before
+		if beforeGroup, err = b.tx.NewStateGroup(b.ctx, roomID, 0, before); err != nil {
+			return placed{}, err
 		}
-		groups[i] = e.StateAfter
-	}
-	before, beforeGroup, err := b.resolveGroups(rs.version, roomID, groups)
-	if err != nil {
-		return placed{}, err
+	} else {
+		groups, err := b.prevGroups(roomID, p, opt.prevStates)
+		if err != nil {
+			return placed{}, err
+		}
+		if before, beforeGroup, err = b.resolveGroups(rs.version, roomID, groups); err != nil {
+			return placed{}, err
+		}
 	}
 	ev := store.Event{
 		EventID: string(evID), RoomID: roomID, Type: p.Type, StateKey: p.StateKey,
@@ -193,11 +261,14 @@ func (b *batch) placeEvent(rs *roomState, p *pdu.PDU, evID id.EventID, raw []byt
 	ne := store.NewEvent{Event: ev, PrevEvents: eventIDs(p.PrevEvents)}
 	if err := b.authorize(rs.version, p, before); err != nil {
 		ne.Flags = store.FlagRejected
-		pos, err := b.tx.InsertEvent(b.ctx, ne)
+		pos, err := b.storeEvent(ne, opt)
 		return placed{Flags: ne.Flags, Pos: pos}, err
 	}
 	current := stateOf(rs)
-	if err := b.authorize(rs.version, p, current); err != nil {
+	_, hasCreate := current[store.StateKey{Type: event.StateCreate.Type}]
+	// A room being joined has no current state yet (or only an invite's
+	// stub): there is nothing to soft-fail against.
+	if err := b.authorize(rs.version, p, current); hasCreate && !opt.promote && err != nil {
 		ne.Flags = store.FlagSoftFailed
 	}
 	after, afterGroup := before, beforeGroup
@@ -209,12 +280,12 @@ func (b *batch) placeEvent(rs *roomState, p *pdu.PDU, evID id.EventID, raw []byt
 		}
 	}
 	ne.StateBefore, ne.StateAfter = beforeGroup, afterGroup
-	pos, err := b.tx.InsertEvent(b.ctx, ne)
+	pos, err := b.storeEvent(ne, opt)
 	if err != nil {
 		return placed{}, err
 	}
 	ev.Pos = pos
-	if ne.Flags != 0 {
+	if ne.Flags != 0 || opt.promote {
 		return placed{Flags: ne.Flags, Pos: pos}, nil
 	}
 	b.created = append(b.created, ev)
@@ -280,7 +351,7 @@ func (s *Server) place(ctx context.Context, p *pdu.PDU) (id.EventID, placed, err
 		if err != nil {
 			return nil, opError{fmt.Errorf("%w: %w", ErrBadEvent, err)}
 		}
-		if out, err = b.placeEvent(rs, p, evID, raw); err != nil {
+		if out, err = b.placeEvent(rs, p, evID, raw, placeOpts{}); err != nil {
 			return nil, err
 		}
 		return &Result{EventID: evID, RoomID: p.RoomID}, nil

@@ -79,20 +79,42 @@ type Received struct {
 // Receive runs one remote event through the inbound pipeline. An error
 // means the event was dropped; otherwise the outcome says how it was kept.
 func (s *Server) Receive(ctx context.Context, raw json.RawMessage) (*Received, error) {
+	return s.receive(ctx, raw, placeOpts{})
+}
+
+// ReceiveWithPrevStates is Receive for an event whose prev_events are not
+// all in the DAG (ErrMissingPrev) and could not be fetched: prevStates is
+// the state after each missing prev_event, as a peer's state_ids gave it
+// (the state before it plus itself, if a state event). Every event it
+// names must already be stored (StoreOutliers).
+func (s *Server) ReceiveWithPrevStates(ctx context.Context, raw json.RawMessage, prevStates map[id.EventID]store.StateMap) (*Received, error) {
+	return s.receive(ctx, raw, placeOpts{prevStates: prevStates})
+}
+
+func (s *Server) receive(ctx context.Context, raw json.RawMessage, opt placeOpts) (*Received, error) {
 	in, err := s.checkFormat(ctx, raw) // 1
 	if err != nil {
 		return nil, err
 	}
+	return s.receiveChecked(ctx, in, opt)
+}
+
+func (s *Server) receiveChecked(ctx context.Context, in *inbound, opt placeOpts) (*Received, error) {
 	if err := s.checkSignatures(in); err != nil { // 2
 		return nil, err
 	}
 	var out Received
-	_, err = s.submit(ctx, func(b *batch) (*Result, error) {
+	_, err := s.submit(ctx, func(b *batch) (*Result, error) {
 		known, err := b.tx.EventsByIDAny(b.ctx, []string{string(in.id)})
 		if err != nil {
 			return nil, err
 		}
-		if len(known) > 0 {
+		opt := opt
+		if len(known) > 0 && known[0].Flags == store.FlagOutlier {
+			// Fetched before as an outlier (an auth or state event, a
+			// missing prev_event's neighbour): it now takes its place.
+			opt.promote = true
+		} else if len(known) > 0 {
 			out = Received{EventID: in.id, Outcome: Duplicate}
 			return &Result{EventID: in.id, RoomID: in.room}, nil
 		}
@@ -104,21 +126,21 @@ func (s *Server) Receive(ctx context.Context, raw json.RawMessage) (*Received, e
 		if err != nil {
 			return nil, opError{fmt.Errorf("%w: %w", ErrBadPDU, err)}
 		}
-		ok, err := b.checkAuthEvents(rs, in) // 3
+		ok, err := b.checkAuthEvents(string(rs.roomID), in) // 3
 		if err != nil {
 			return nil, err
 		}
 		if !ok {
 			ev := storedEvent(in, raw)
 			ev.Flags = store.FlagRejected
-			pos, err := b.tx.InsertEvent(b.ctx, store.NewEvent{Event: ev})
+			pos, err := b.storeEvent(store.NewEvent{Event: ev}, opt)
 			if err != nil {
 				return nil, err
 			}
 			out = Received{EventID: in.id, Outcome: Rejected, Pos: pos}
 			return &Result{EventID: in.id, RoomID: in.room}, nil
 		}
-		pl, err := b.placeEvent(rs, in.pdu, in.id, raw) // 4-7
+		pl, err := b.placeEvent(rs, in.pdu, in.id, raw, opt) // 4-7
 		if err != nil {
 			return nil, err
 		}

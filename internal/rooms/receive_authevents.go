@@ -13,7 +13,7 @@ import (
 // checkAuthEvents is step 3: the event is authorised by the auth events it
 // names. They must all be stored (else ErrMissingAuth: fetch them first);
 // false means the event is rejected, as it is when one of them was.
-func (b *batch) checkAuthEvents(rs *roomState, in *inbound) (bool, error) {
+func (b *batch) checkAuthEvents(roomID string, in *inbound) (bool, error) {
 	evs, err := b.tx.EventsByIDAny(b.ctx, eventIDs(in.pdu.AuthEvents))
 	if err != nil {
 		return false, err
@@ -23,7 +23,7 @@ func (b *batch) checkAuthEvents(rs *roomState, in *inbound) (bool, error) {
 	}
 	auth := make([]*pdu.PDU, 0, len(evs))
 	for _, e := range evs {
-		if e.Flags&store.FlagRejected != 0 || e.RoomID != string(rs.roomID) {
+		if e.Flags&store.FlagRejected != 0 || e.RoomID != roomID {
 			return false, nil
 		}
 		p, err := ParsePDU(e.JSON)

@@ -9,6 +9,9 @@ import (
 	"maunium.net/go/mautrix/federation/pdu"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/tidwall/gjson"
+	"maunium.net/go/mautrix/event"
+
 	"github.com/eimis-hub/eimis/internal/canonjson"
 	"github.com/eimis-hub/eimis/internal/store"
 )
@@ -34,6 +37,28 @@ func (s *Server) checkFormat(ctx context.Context, raw json.RawMessage) (*inbound
 	if len(raw) > MaxEventBytes {
 		return nil, fmt.Errorf("%w: %d bytes, the limit is %d", ErrBadPDU, len(raw), MaxEventBytes)
 	}
+	roomID := gjson.GetBytes(raw, "room_id").Str
+	if roomID == "" {
+		return nil, fmt.Errorf("%w: no room ID", ErrBadPDU)
+	}
+	room, err := s.st.GetRoom(ctx, roomID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("%w: %s", ErrUnknownRoom, roomID)
+	} else if err != nil {
+		return nil, err
+	}
+	return checkFormatVersion(raw, id.RoomVersion(room.Version))
+}
+
+// checkFormatVersion is step 1 for an event of a room of the given
+// version, whether or not the room is stored yet (a room being joined).
+func checkFormatVersion(raw json.RawMessage, version id.RoomVersion) (*inbound, error) {
+	if len(raw) > MaxEventBytes {
+		return nil, fmt.Errorf("%w: %d bytes, the limit is %d", ErrBadPDU, len(raw), MaxEventBytes)
+	}
+	if !IsSupported(version) {
+		return nil, fmt.Errorf("%w: %s", ErrUnsupportedRoomVersion, version)
+	}
 	if err := canonjson.Validate(raw); err != nil {
 		return nil, fmt.Errorf("%w: not canonical JSON: %w", ErrBadPDU, err)
 	}
@@ -41,8 +66,17 @@ func (s *Server) checkFormat(ctx context.Context, raw json.RawMessage) (*inbound
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadPDU, err)
 	}
+	isCreate := p.Type == event.StateCreate.Type && p.StateKey != nil && *p.StateKey == ""
+	room := p.RoomID
+	if isCreate && version.RoomIDIsCreateEventID() && room == "" {
+		// From v12 the create event carries no room ID: it is derived
+		// (and not added to the event, whose signature covers it as is).
+		if room, err = p.GetRoomID(); err != nil {
+			return nil, fmt.Errorf("%w: room ID of the create event: %w", ErrBadPDU, err)
+		}
+	}
 	switch {
-	case p.RoomID == "":
+	case room == "":
 		return nil, fmt.Errorf("%w: no room ID", ErrBadPDU)
 	case p.Type == "" || len(p.Type) > 255:
 		return nil, fmt.Errorf("%w: event type must be 1..255 bytes", ErrBadPDU)
@@ -50,7 +84,7 @@ func (s *Server) checkFormat(ctx context.Context, raw json.RawMessage) (*inbound
 		return nil, fmt.Errorf("%w: state key over 255 bytes", ErrBadPDU)
 	case p.Depth < 0 || p.Depth > MaxDepth:
 		return nil, fmt.Errorf("%w: depth %d out of range", ErrBadPDU, p.Depth)
-	case len(p.PrevEvents) == 0 || len(p.PrevEvents) > maxInboundPrevEvents:
+	case (len(p.PrevEvents) == 0 && !isCreate) || len(p.PrevEvents) > maxInboundPrevEvents:
 		return nil, fmt.Errorf("%w: %d prev_events", ErrBadPDU, len(p.PrevEvents))
 	case len(p.AuthEvents) > maxInboundAuthEvents:
 		return nil, fmt.Errorf("%w: %d auth_events", ErrBadPDU, len(p.AuthEvents))
@@ -58,19 +92,9 @@ func (s *Server) checkFormat(ctx context.Context, raw json.RawMessage) (*inbound
 	if _, _, err := p.Sender.ParseAndValidateRelaxed(); err != nil {
 		return nil, fmt.Errorf("%w: sender: %w", ErrBadPDU, err)
 	}
-	room, err := s.st.GetRoom(ctx, string(p.RoomID))
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, fmt.Errorf("%w: %s", ErrUnknownRoom, p.RoomID)
-	} else if err != nil {
-		return nil, err
-	}
-	version := id.RoomVersion(room.Version)
-	if !IsSupported(version) {
-		return nil, fmt.Errorf("%w: %s", ErrUnsupportedRoomVersion, version)
-	}
 	evID, err := p.GetEventID(version)
 	if err != nil {
 		return nil, fmt.Errorf("%w: event ID: %w", ErrBadPDU, err)
 	}
-	return &inbound{pdu: p, id: evID, room: p.RoomID, version: version}, nil
+	return &inbound{pdu: p, id: evID, room: room, version: version}, nil
 }

@@ -76,6 +76,13 @@ type DAGTx interface {
 	// EventsByIDAny returns the stored events among ids whatever their
 	// flags (missing IDs are skipped).
 	EventsByIDAny(ctx context.Context, ids []string) ([]Event, error)
+	// PromoteOutlier gives a stored outlier its place in the DAG once its
+	// prev_events are known: its flags become e.Flags (0, soft-failed or
+	// rejected), its state groups e's, and its DAG edges are recorded. It
+	// keeps its (negative) position, like a historical event: the
+	// extremities, room head and current state do not change.
+	// ErrNotFound unless the event is stored with exactly FlagOutlier.
+	PromoteOutlier(ctx context.Context, e NewEvent) error
 }
 
 // DAGReader reads the DAG outside the writer.

@@ -54,4 +54,6 @@ type Store interface {
 	ConsentStore
 	DAGReader
 	ServerKeyStore
+	FederationTxnStore
+	OutlierReader
 }

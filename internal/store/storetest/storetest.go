@@ -66,6 +66,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	tests = append(tests, consentTests...)
 	tests = append(tests, dagTests...)
 	tests = append(tests, serverKeyTests...)
+	tests = append(tests, federationTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
