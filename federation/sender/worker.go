@@ -40,6 +40,9 @@ type worker struct {
 	nextRetry   time.Time
 	lastError   string
 	oldest      time.Time
+	// catchUp is set when the destination failed: the next transactions
+	// look at the backlog and skip what lies beyond the catch-up window.
+	catchUp bool
 }
 
 func newWorker(s *Sender, dest string) *worker {
@@ -121,13 +124,17 @@ type batch struct {
 	txnID string
 	pdus  []json.RawMessage
 	edus  []json.RawMessage
-	// seqs are the stream sequences of the queue entries in it; last is
-	// the last entry read into it (included or skipped), the one whose
-	// acknowledgement covers them all.
+	// seqs are the stream sequences of the queue entries in it; read
+	// are the entries read into it (included or skipped), all
+	// acknowledged once it is delivered, and last the last of them.
 	seqs   []uint64
+	read   []*bus.FedOutMsg
 	last   *bus.FedOutMsg
 	queued []int64 // queue times of the durable entries, for latency
 	oldest int64
+	// skip is how many more entries are beyond the catch-up window: the
+	// PDUs among them are acknowledged unsent.
+	skip uint64
 }
 
 func (b *batch) empty() bool { return len(b.pdus) == 0 && len(b.edus) == 0 }
@@ -235,6 +242,7 @@ func (w *worker) rebuild(ctx context.Context, r *reader, infl *bus.Inflight) (*b
 			return b, nil
 		}
 		b.last = m
+		b.read = append(b.read, m)
 		if slices.Contains(infl.Seqs, m.Seq) {
 			w.include(ctx, b, m)
 		}
@@ -278,15 +286,44 @@ func (w *worker) fits(b *batch, kind string) bool {
 	return len(b.edus) < w.s.cfg.MaxEDUs
 }
 
-// take reads m into b: included, or skipped when it is a PDU with a
-// backlog behind it longer than the catch-up window.
+// take reads m into b: included, or skipped when it is a PDU beyond the
+// catch-up window.
 func (w *worker) take(ctx context.Context, b *batch, m *bus.FedOutMsg) {
 	b.last = m
-	if m.Kind == bus.FedOutKindPDU && m.NumPending > uint64(w.s.cfg.CatchUpWindow) {
-		w.s.dropped(ctx, DropCatchUp, 1)
-		return
+	b.read = append(b.read, m)
+	if b.skip > 0 {
+		b.skip--
+		if m.Kind == bus.FedOutKindPDU {
+			w.s.dropped(ctx, DropCatchUp, 1)
+			return
+		}
 	}
 	w.include(ctx, b, m)
+}
+
+// catchUpSkip returns how many entries, from the one just read on, lie
+// beyond the catch-up window. The queue's depth is looked up only after
+// the destination failed or when the entry says a long backlog is behind
+// it, so a healthy destination costs nothing here.
+func (w *worker) catchUpSkip(ctx context.Context, m *bus.FedOutMsg) (uint64, error) {
+	window := uint64(w.s.cfg.CatchUpWindow)
+	w.mu.Lock()
+	check := w.catchUp
+	w.mu.Unlock()
+	if !check && m.NumPending <= window {
+		return 0, nil
+	}
+	depth, err := w.s.q.Depth(ctx, w.dest)
+	if err != nil {
+		return 0, err
+	}
+	if depth <= window {
+		w.mu.Lock()
+		w.catchUp = false
+		w.mu.Unlock()
+		return 0, nil
+	}
+	return depth - window, nil
 }
 
 // build waits for the next entries and packs a transaction: everything
@@ -300,6 +337,9 @@ func (w *worker) build(ctx context.Context, r *reader) (*batch, error) {
 		case err != nil:
 			return nil, err
 		default:
+			if b.skip, err = w.catchUpSkip(ctx, m); err != nil {
+				return nil, err
+			}
 			w.take(ctx, b, m)
 		}
 		for _, e := range w.takeEphemeral(w.s.cfg.MaxEDUs - len(b.edus)) {
@@ -313,10 +353,10 @@ func (w *worker) build(ctx context.Context, r *reader) (*batch, error) {
 		if b.empty() && b.last != nil {
 			// Only skipped entries so far: acknowledge them so they leave
 			// the queue, and wait for more.
-			if err := b.last.AckSync(ctx); err != nil {
+			if err := ackAll(ctx, b.read); err != nil {
 				return nil, err
 			}
-			b.last = nil
+			b.last, b.read = nil, nil
 		}
 	}
 	for {
@@ -348,10 +388,7 @@ func (w *worker) build(ctx context.Context, r *reader) (*batch, error) {
 // already is).
 func (w *worker) deliver(ctx context.Context, b *batch, record bool) error {
 	if b.empty() {
-		if b.last != nil {
-			return b.last.AckSync(ctx)
-		}
-		return nil
+		return ackAll(ctx, b.read)
 	}
 	if record && len(b.seqs) > 0 {
 		if err := w.s.q.SaveInflight(ctx, w.dest, bus.Inflight{TxnID: b.txnID, Last: b.last.Seq, Seqs: b.seqs}); err != nil {
@@ -410,7 +447,7 @@ func (w *worker) deliver(ctx context.Context, b *batch, record bool) error {
 		if w.up {
 			w.log.Warn("destination marked down", "txn_id", b.txnID, errclass.Attr(err))
 		}
-		w.up, w.nextRetry, w.lastError = false, time.Now().Add(delay), errclass.Of(err)
+		w.up, w.nextRetry, w.lastError, w.catchUp = false, time.Now().Add(delay), errclass.Of(err), true
 		w.mu.Unlock()
 		w.log.Debug("transaction failed; retrying", "txn_id", b.txnID, "attempt", failures, "retry_in", delay, errclass.Attr(err))
 		t := time.NewTimer(delay)
@@ -430,10 +467,21 @@ func (w *worker) done(ctx context.Context, b *batch) error {
 	w.mu.Lock()
 	w.oldest = time.Time{}
 	w.mu.Unlock()
-	if b.last == nil {
-		return nil
-	}
 	// If this fails the entries come again after the reopen, as the same
 	// recorded transaction: the receiver de-duplicates it.
-	return b.last.AckSync(ctx)
+	return ackAll(ctx, b.read)
+}
+
+// ackAll acknowledges entries, waiting for the server on the last one
+// (acks are handled in order, so then all are).
+func ackAll(ctx context.Context, ms []*bus.FedOutMsg) error {
+	if len(ms) == 0 {
+		return nil
+	}
+	for _, m := range ms[:len(ms)-1] {
+		if err := m.Ack(); err != nil {
+			return err
+		}
+	}
+	return ms[len(ms)-1].AckSync(ctx)
 }

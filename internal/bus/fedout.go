@@ -247,8 +247,17 @@ type FedOutMsg struct {
 	msg        jetstream.Msg
 }
 
-// AckSync acknowledges m and every earlier entry of its destination and
-// waits for the server, which then removes them from the stream.
+// Ack acknowledges m without waiting; the server then removes it.
+func (m FedOutMsg) Ack() error {
+	if err := m.msg.Ack(); err != nil {
+		return fmt.Errorf("bus: ack federation entry %d: %w", m.Seq, err)
+	}
+	return nil
+}
+
+// AckSync acknowledges m and waits for the server, which then removes it
+// from the stream. Acks of one connection are handled in order, so after
+// an AckSync every earlier Ack was handled too.
 func (m FedOutMsg) AckSync(ctx context.Context) error {
 	if err := m.msg.DoubleAck(ctx); err != nil && !errors.Is(err, jetstream.ErrMsgAlreadyAckd) && !errors.Is(err, nats.ErrMsgAlreadyAckd) {
 		return fmt.Errorf("bus: ack federation entry %d: %w", m.Seq, err)
@@ -276,7 +285,8 @@ func (q *FedOut) OpenFedQueue(ctx context.Context, dest string, cfg FedQueueConf
 		Description:   "eimis federation queue " + dest,
 		FilterSubject: FedOutDestFilter(dest),
 		DeliverPolicy: jetstream.DeliverAllPolicy,
-		AckPolicy:     jetstream.AckAllPolicy,
+		// Work-queue streams require explicit acks (one per entry).
+		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       cfg.AckWait,
 		MaxAckPending: cfg.MaxAckPending,
 		MaxDeliver:    -1,
