@@ -315,6 +315,10 @@ func (e *env) startSender() {
 			e.t.Errorf("Run: %v", err)
 		}
 	}()
+	select {
+	case <-s.Ready():
+	case <-e.done:
+	}
 }
 
 // stopSender stops the sender and waits for it (a hub shutting down).

@@ -209,6 +209,7 @@ type Sender struct {
 	workers map[string]*worker
 	wg      sync.WaitGroup
 	txnSeq  atomic.Uint64
+	ready   chan struct{}
 }
 
 // New opens the queues (bus.StreamFedOut) and returns a sender; nothing
@@ -227,6 +228,7 @@ func New(ctx context.Context, cfg Config) (*Sender, error) {
 		q:       q,
 		dests:   newDestResolver(cfg.Store, cfg.ServerName),
 		workers: map[string]*worker{},
+		ready:   make(chan struct{}),
 	}, nil
 }
 
@@ -259,6 +261,7 @@ func (s *Sender) Run(ctx context.Context) error {
 			s.ensureWorker(d)
 		}
 	}
+	close(s.ready)
 	for {
 		err := s.cfg.Bus.ConsumeBatch(ctx, bus.ConsumerFedFanout, "", 64, 5*time.Millisecond, s.fanout)
 		if ctx.Err() != nil || errors.Is(err, bus.ErrClosed) {
@@ -272,6 +275,10 @@ func (s *Sender) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// Ready is closed once Run has subscribed to the best-effort EDUs and
+// resumed the pending queues (typing queued before may be lost).
+func (s *Sender) Ready() <-chan struct{} { return s.ready }
 
 // serverOf returns the server name of a user ID (@local:server, where
 // server may carry a port).

@@ -190,6 +190,29 @@ func (r *reader) next(ctx context.Context, block bool) (*bus.FedOutMsg, error) {
 	}
 }
 
+// nextWithin waits up to d for an entry known to be coming ((nil, nil)
+// if none came: an entry expired from the queue meanwhile).
+func (r *reader) nextWithin(ctx context.Context, d time.Duration) (*bus.FedOutMsg, error) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		select {
+		case m := <-r.fq.Messages():
+			if m.Seq <= r.seen {
+				continue
+			}
+			r.seen = m.Seq
+			return &m, nil
+		case <-t.C:
+			return nil, nil
+		case <-r.fq.Done():
+			return nil, r.fq.Err()
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
 // session opens the queue and delivers transactions until an error.
 func (w *worker) session(ctx context.Context) error {
 	fq, err := w.s.q.OpenFedQueue(ctx, w.dest, bus.FedQueueConfig{})
@@ -360,7 +383,13 @@ func (w *worker) build(ctx context.Context, r *reader) (*batch, error) {
 		}
 	}
 	for {
+		// The last entry read says whether more were queued behind it:
+		// then they are on their way and worth waiting for, so a backlog
+		// leaves in full transactions whatever the timing.
 		m, err := r.next(ctx, false)
+		if err == nil && m == nil && b.last != nil && b.last.NumPending > 0 {
+			m, err = r.nextWithin(ctx, time.Second)
+		}
 		if err != nil {
 			return nil, err
 		}

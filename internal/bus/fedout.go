@@ -216,7 +216,8 @@ func (q *FedOut) LoadInflight(ctx context.Context, dest string) (*Inflight, erro
 // FedQueueConfig tunes one destination's consumer.
 type FedQueueConfig struct {
 	// MaxAckPending bounds the entries handed out and not yet
-	// acknowledged; it must exceed one transaction (150 entries).
+	// acknowledged; it must exceed one transaction (150 entries) plus
+	// the read-ahead channel (300).
 	MaxAckPending int
 	// AckWait is how long a delivered entry waits for its acknowledgement
 	// before JetStream delivers it again; the sender holds a failing
@@ -271,7 +272,7 @@ func (m FedOutMsg) AckSync(ctx context.Context) error {
 // destination may be open in the whole deployment.
 func (q *FedOut) OpenFedQueue(ctx context.Context, dest string, cfg FedQueueConfig) (*FedQueue, error) {
 	if cfg.MaxAckPending <= 0 {
-		cfg.MaxAckPending = 300
+		cfg.MaxAckPending = 600
 	}
 	if cfg.AckWait <= 0 {
 		cfg.AckWait = time.Hour
@@ -298,7 +299,9 @@ func (q *FedOut) OpenFedQueue(ctx context.Context, dest string, cfg FedQueueConf
 	if err != nil {
 		return nil, fmt.Errorf("bus: federation queue %s: pull: %w", dest, err)
 	}
-	fq := &FedQueue{it: it, ch: make(chan FedOutMsg), done: make(chan struct{}), stop: make(chan struct{})}
+	// The channel holds a transaction's worth and more, so the sender
+	// finds a backlog ready to pack when its previous transaction ends.
+	fq := &FedQueue{it: it, ch: make(chan FedOutMsg, 2*(50+100)), done: make(chan struct{}), stop: make(chan struct{})}
 	go fq.pump()
 	return fq, nil
 }
