@@ -30,6 +30,11 @@ type FederationSenderState struct {
 	Lag time.Duration
 }
 
+// fedDropReasons are the reasons federation/sender reports; anything else
+// is "other", so a label can never take an unbounded value.
+var fedDropReasons = map[string]bool{"unlisted": true, "catchup": true, "ephemeral_overflow": true,
+	"ephemeral_stale": true, "undecodable": true}
+
 type fedInstruments struct {
 	once      sync.Once
 	err       error
@@ -92,6 +97,9 @@ func (m *Metrics) FederationDelivered(ctx context.Context, lag time.Duration) {
 func (m *Metrics) FederationDropped(ctx context.Context, reason string, n int) {
 	if m == nil || n <= 0 {
 		return
+	}
+	if !fedDropReasons[reason] {
+		reason = otherLabel
 	}
 	if f := m.fed(); f != nil {
 		f.dropped.Add(ctx, int64(n), metric.WithAttributes(attribute.String(attrReason, reason)))
