@@ -259,7 +259,6 @@ type env struct {
 type roomState struct {
 	group int64
 	depth int64
-	state store.StateMap
 }
 
 func newEnv(t testing.TB, allowed []string, mod func(*Config)) *env {

@@ -20,11 +20,13 @@
 // de-duplication by transaction ID makes the retry harmless.
 //
 // Catch-up: a destination back from a long outage is not replayed
-// everything. PDU entries delivered with more than CatchUpWindow entries
-// still waiting behind them are skipped (acknowledged unsent): the
-// destination gets the most recent events, and the receiver fetches the
-// gap it cares about with get_missing_events from there, as the spec
-// intends. EDUs are never skipped that way.
+// everything. After a failure (or when an entry says a long backlog is
+// behind it), the worker looks at the queue's depth: of the entries
+// beyond the most recent CatchUpWindow, the PDUs are skipped
+// (acknowledged unsent). The destination gets the transaction it was
+// trying to deliver and then the most recent events, and fetches the gap
+// it cares about with get_missing_events from their prev_events, as the
+// spec intends. EDUs are never skipped that way.
 //
 // Typing and presence (best-effort) never touch JetStream: they travel on
 // core NATS to the instance running the destination's queue and wait in a
