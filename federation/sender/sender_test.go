@@ -199,6 +199,21 @@ func TestRestartMidQueue(t *testing.T) {
 	if after[1].id != after[0].id || after[1].accepted {
 		t.Errorf("the retry of a lost response: %+v then %+v", after[0], after[1])
 	}
+
+	// Restarted again with an empty queue: the old record does not hold
+	// anything back.
+	e.restart()
+	if err := e.sender.QueueEDU(context.Background(), remote1, EDU{Type: "m.typing", Content: json.RawMessage(`{"id":"t"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "typing after restart", func() error {
+		if _, edus := e.remote.received(remote1); !slices.Contains(edus, "m.typing/t") {
+			return fmt.Errorf("EDUs %v", edus)
+		}
+		return nil
+	})
+	more := e.send(room, user("a", self), "more", 2)
+	e.waitReceived(remote1, append(slices.Clone(ids), more...))
 }
 
 // Transactions hold at most 50 PDUs and 100 EDUs; durable EDUs arrive

@@ -226,6 +226,17 @@ func (w *worker) session(ctx context.Context) error {
 	}
 	r := &reader{fq: fq, wake: w.ephWake}
 	if infl != nil {
+		// The record outlives its delivery; with nothing queued it is
+		// surely done, and waiting for its entries would wait forever.
+		depth, err := w.s.q.Depth(ctx, w.dest)
+		if err != nil {
+			return err
+		}
+		if depth == 0 {
+			infl = nil
+		}
+	}
+	if infl != nil {
 		b, err := w.rebuild(ctx, r, infl)
 		if err != nil {
 			return err
