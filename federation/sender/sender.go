@@ -64,6 +64,12 @@ type Transport interface {
 	SendTransaction(ctx context.Context, req *federation.ReqSendTransaction) (*federation.RespSendTransaction, error)
 }
 
+// The hub's real parts satisfy the interfaces below as they are.
+var (
+	_ Transport = (*federation.Client)(nil)
+	_ RoomState = store.Store(nil)
+)
+
 // AllowList says whether a server is in the trust space. No request and
 // no queue entry is ever made for a server it refuses.
 type AllowList interface {
