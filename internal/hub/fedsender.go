@@ -15,9 +15,12 @@ import (
 // sender.Transport) and allow the trust space's list (ServerAllowed). It
 // is meant to be called from the federation step of Open, once both
 // exist; fanoutOnly is for every instance but one in a multi-instance
-// deployment (see sender.Config.FanoutOnly).
-func (h *Hub) StartFederationSender(ctx, runCtx context.Context, tr sender.Transport, allow sender.AllowList, fanoutOnly bool) (*sender.Sender, error) {
-	s, err := sender.New(ctx, sender.Config{
+// deployment (see sender.Config.FanoutOnly). done is closed once the
+// sender stopped: Close should wait for it before closing the bus, so the
+// last acknowledgements are not cut off.
+func (h *Hub) StartFederationSender(ctx, runCtx context.Context, tr sender.Transport, allow sender.AllowList,
+	fanoutOnly bool) (s *sender.Sender, done <-chan struct{}, err error) {
+	s, err = sender.New(ctx, sender.Config{
 		ServerName: h.Config.ServerName,
 		Bus:        h.Bus,
 		Store:      h.Store,
@@ -28,7 +31,7 @@ func (h *Hub) StartFederationSender(ctx, runCtx context.Context, tr sender.Trans
 		FanoutOnly: fanoutOnly,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("federation sender: %w", err)
+		return nil, nil, fmt.Errorf("federation sender: %w", err)
 	}
 	err = h.metrics.ObserveFederationSender(func(ctx context.Context) telemetry.FederationSenderState {
 		// A scrape must not hang on a stuck bus.
@@ -38,12 +41,14 @@ func (h *Hub) StartFederationSender(ctx, runCtx context.Context, tr sender.Trans
 		return telemetry.FederationSenderState{Destinations: g.Destinations, Down: g.Down, QueueDepth: g.QueueDepth, Lag: g.Lag}
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	ch := make(chan struct{})
 	go func() {
+		defer close(ch)
 		if err := s.Run(runCtx); err != nil {
 			h.Log.Error("federation sender stopped", "err", err)
 		}
 	}()
-	return s, nil
+	return s, ch, nil
 }
