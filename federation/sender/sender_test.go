@@ -93,6 +93,13 @@ func TestDownThenUp(t *testing.T) {
 		}
 		return nil
 	})
+	waitFor(t, "gauges show the outage", func() error {
+		g := e.sender.Gauges(context.Background())
+		if g.Destinations != 1 || g.Down != 1 || g.QueueDepth != 120 {
+			return fmt.Errorf("gauges %+v", g)
+		}
+		return nil
+	})
 	before := e.remote.attempts(remote1)
 	for _, a := range before[1:] {
 		if a.id != before[0].id || !slices.Equal(a.pdus, before[0].pdus) {
@@ -105,6 +112,9 @@ func TestDownThenUp(t *testing.T) {
 	st, _ := e.status(remote1)
 	if !st.Up || st.Failures != 0 || st.LastSuccess.IsZero() || st.QueueDepth != 0 {
 		t.Errorf("after recovery: %+v", st)
+	}
+	if g := e.sender.Gauges(context.Background()); g.Down != 0 || g.QueueDepth != 0 || g.Lag != 0 {
+		t.Errorf("gauges after recovery %+v", g)
 	}
 	for _, a := range e.remote.attempts(remote1) {
 		if len(a.pdus) > MaxPDUsPerTxn {
