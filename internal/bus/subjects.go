@@ -172,3 +172,95 @@ func AppserviceConsumerName(asID string) string {
 	_, _ = h.Write([]byte(asID))
 	return fmt.Sprintf("%s%s-%08x", appserviceConsumerPrefix, b.String(), h.Sum32())
 }
+
+// Outbound federation (federation/sender). Accepted local events are fanned
+// out from StreamEvents by one durable consumer into StreamFedOut, one
+// subject pair per destination server; each destination then has its own
+// durable consumer on StreamFedOut, so a server that is down holds back
+// only its own queue. Typing and presence skip JetStream (best-effort)
+// and travel on FedOutEphemeralSubject.
+const (
+	// ConsumerFedFanout is the durable consumer of StreamEvents that
+	// turns each accepted local event into per-destination queue entries.
+	// Every instance may run it: the instances share the work.
+	ConsumerFedFanout = "federation_fanout"
+
+	// StreamFedOut holds the per-destination outbound queues. It is a
+	// work-queue stream: an entry is gone once its destination's consumer
+	// acknowledged it (the remote server accepted the transaction).
+	StreamFedOut = "EIMIS_FEDOUT"
+
+	// KVFedOut is the key-value bucket recording, per destination, the
+	// transaction in flight (its ID and entries), so a transaction retried
+	// after a restart keeps its ID and content and the receiver's
+	// de-duplication by transaction ID holds.
+	KVFedOut = "eimis_fedout_txn"
+
+	fedOutPrefix = "eimis.fedout."
+
+	// FedOutWildcard matches every subject of StreamFedOut.
+	FedOutWildcard = fedOutPrefix + ">"
+
+	// fedOutConsumerPrefix starts every destination's durable name.
+	fedOutConsumerPrefix = "eimis_fedout_"
+
+	// FedOutKindPDU and FedOutKindEDU are the last token of a queue
+	// subject.
+	FedOutKindPDU = "pdu"
+	FedOutKindEDU = "edu"
+)
+
+// DestToken is the subject and consumer-name token of a destination server
+// name (which holds '.' and ':'); base32hex as for RoomToken.
+func DestToken(server string) string {
+	return strings.ToLower(roomTokenEncoding.EncodeToString([]byte(server)))
+}
+
+// DestFromToken reverses DestToken.
+func DestFromToken(token string) (string, error) {
+	raw, err := roomTokenEncoding.DecodeString(strings.ToUpper(token))
+	if err != nil {
+		return "", fmt.Errorf("bus: decode destination token %q: %w", token, err)
+	}
+	return string(raw), nil
+}
+
+// FedOutSubject is the queue subject of one destination and kind
+// (FedOutKindPDU or FedOutKindEDU): eimis.fedout.<desttoken>.<kind>.
+func FedOutSubject(dest, kind string) string {
+	return fedOutPrefix + DestToken(dest) + "." + kind
+}
+
+// FedOutDestFilter matches both kinds of one destination's queue.
+func FedOutDestFilter(dest string) string {
+	return fedOutPrefix + DestToken(dest) + ".*"
+}
+
+// FedOutConsumerName is the durable consumer of one destination's queue.
+func FedOutConsumerName(dest string) string {
+	return fedOutConsumerPrefix + DestToken(dest)
+}
+
+// FedOutEphemeralSubject carries best-effort EDUs (typing, presence) for
+// one destination over core NATS, to whichever instance runs its queue.
+func FedOutEphemeralSubject(dest string) string {
+	return ephemeralPrefix + "fedout." + DestToken(dest)
+}
+
+// FedOutEphemeralWildcard matches FedOutEphemeralSubject for every
+// destination.
+var FedOutEphemeralWildcard = ephemeralPrefix + "fedout.*"
+
+// DestFromFedOutSubject recovers the destination of a queue subject or of
+// an ephemeral fedout subject.
+func DestFromFedOutSubject(subject string) (string, error) {
+	rest, ok := strings.CutPrefix(subject, fedOutPrefix)
+	if !ok {
+		rest, ok = strings.CutPrefix(subject, ephemeralPrefix+"fedout.")
+	}
+	if !ok {
+		return "", fmt.Errorf("bus: %q is not a federation queue subject", subject)
+	}
+	token, _, _ := strings.Cut(rest, ".")
+	return DestFromToken(token)
+}

@@ -57,6 +57,7 @@ type Metrics struct {
 	eventDelivery   metric.Float64Histogram
 	policyRefusals  metric.Int64Counter
 	membersRemoved  metric.Int64Counter
+	fedInst         fedInstruments // built on first use (fedsender.go)
 
 	// Pre-built attribute options for the bounded event-type set, so the
 	// accept path does not allocate per event.
